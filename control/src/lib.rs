@@ -1,0 +1,1 @@
+//! mgw control plane (being written).

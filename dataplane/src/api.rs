@@ -1,0 +1,302 @@
+//! The typed interface between the control plane and the dataplane.
+//!
+//! Everything here is owned data that crosses a bounded crossbeam channel. The only
+//! shared memory is [`ConnCounters`]: plain atomics written by the one worker that owns
+//! the connection and read by the control plane for AUCX/DLCX statistics (no locks).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Identifies a connection across the planes. Assigned by the control plane, unique
+/// for the life of the process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct ConnKey(pub u32);
+
+/// Connections that must live on the same worker (the two connections of an
+/// `rtpbridge` endpoint, or a TDM channel pair and their connections). The worker is
+/// chosen as `group % workers`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct GroupId(pub u32);
+
+/// RFC 3435 connection modes (§3.2.2.6).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Mode {
+    /// Neither send nor receive.
+    Inactive,
+    /// Send only (media from the group goes out to this connection's remote).
+    SendOnly,
+    /// Receive only (media from this connection's remote goes into the group).
+    RecvOnly,
+    /// Both.
+    SendRecv,
+    /// Conference: like sendrecv, mixing with the other conference legs.
+    Confrnce,
+    /// Endpoint-side loopback: what the connection receives is sent back to its remote.
+    Loopback,
+    /// Continuity test (trunk side); on IP-only endpoints behaves as loopback.
+    ContTest,
+    /// Network loopback: media received is echoed back to the sender.
+    NetwLoop,
+    /// Network continuity test: media received is echoed back to the sender.
+    NetwTest,
+}
+
+impl Mode {
+    /// Whether media received from this connection's remote goes on to the other legs.
+    pub fn receives(self) -> bool {
+        matches!(self, Mode::RecvOnly | Mode::SendRecv | Mode::Confrnce)
+    }
+
+    /// Whether media from the other legs is sent to this connection's remote.
+    pub fn sends(self) -> bool {
+        matches!(self, Mode::SendOnly | Mode::SendRecv | Mode::Confrnce)
+    }
+
+    /// Whether received media is echoed straight back to the remote.
+    pub fn echoes(self) -> bool {
+        matches!(
+            self,
+            Mode::Loopback | Mode::ContTest | Mode::NetwLoop | Mode::NetwTest
+        )
+    }
+}
+
+/// Which RTP sources a connection accepts (RTP-bleed protection).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SourceCheck {
+    /// Only the negotiated remote address; nothing before a remote is known.
+    Strict,
+    /// NAT mode: latch to the first source seen (or the negotiated remote if it sends
+    /// first) and then hold it.
+    Latch,
+}
+
+/// A codec as negotiated, independent of payload-type numbering.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct Codec {
+    /// Encoding name, upper case (`PCMU`, `PCMA`, `OPUS`, `TELEPHONE-EVENT`, ...).
+    pub name: String,
+    /// Clock rate in Hz.
+    pub clock_rate: u32,
+    /// Channels (1 unless stated).
+    pub channels: u8,
+}
+
+/// One payload type as this connection's remote numbers it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct PayloadBinding {
+    /// The RTP payload type number used on this connection's wire.
+    pub pt: u8,
+    /// The codec it stands for.
+    pub codec: Codec,
+}
+
+/// Everything a worker needs to run a new connection.
+#[derive(Debug)]
+pub struct ConnSpec {
+    /// The connection's key.
+    pub key: ConnKey,
+    /// Its group (decides the worker).
+    pub group: GroupId,
+    /// Bound RTP socket (even port), owned by the dataplane from now on.
+    pub rtp: UdpSocket,
+    /// Bound RTCP socket (RTP port + 1).
+    pub rtcp: UdpSocket,
+    /// Connection mode.
+    pub mode: Mode,
+    /// Remote RTP address, once known (from the remote SDP).
+    pub remote_rtp: Option<SocketAddr>,
+    /// Remote RTCP address (default: remote RTP port + 1).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Source check policy.
+    pub source_check: SourceCheck,
+    /// Payload types negotiated on this connection, preferred first.
+    pub payloads: Vec<PayloadBinding>,
+    /// The SSRC this connection sends with; kept across modifications so the far end
+    /// sees one stream.
+    pub ssrc: u32,
+    /// Report [`DataplaneEvent::RtpTimeout`] when no RTP arrives for this long.
+    pub rtp_timeout: Option<Duration>,
+    /// Statistics shared with the control plane.
+    pub counters: Arc<ConnCounters>,
+}
+
+/// A change to an existing connection. `None` fields are left as they are.
+#[derive(Debug, Default)]
+pub struct ConnUpdate {
+    /// New mode.
+    pub mode: Option<Mode>,
+    /// New remote RTP address.
+    pub remote_rtp: Option<SocketAddr>,
+    /// New remote RTCP address.
+    pub remote_rtcp: Option<SocketAddr>,
+    /// New payload types.
+    pub payloads: Option<Vec<PayloadBinding>>,
+    /// New RTP timeout (`Some(None)` disables it).
+    pub rtp_timeout: Option<Option<Duration>>,
+}
+
+/// Commands from the control plane to a worker.
+#[derive(Debug)]
+pub enum DataplaneCmd {
+    /// Start running a connection.
+    Add(Box<ConnSpec>),
+    /// Change a connection.
+    Modify {
+        /// Which.
+        key: ConnKey,
+        /// Its group (routes the command).
+        group: GroupId,
+        /// What changes.
+        update: Box<ConnUpdate>,
+    },
+    /// Stop a connection and close its sockets. A [`DataplaneEvent::Removed`] follows.
+    Remove {
+        /// Which.
+        key: ConnKey,
+        /// Its group.
+        group: GroupId,
+    },
+}
+
+/// Events from the workers to the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataplaneEvent {
+    /// The first RTP packet arrived on a connection (R/ma, media start).
+    FirstPacket {
+        /// Which connection.
+        key: ConnKey,
+    },
+    /// No RTP for the connection's `rtp_timeout` (R/rto).
+    RtpTimeout {
+        /// Which connection.
+        key: ConnKey,
+    },
+    /// A connection has been removed and its sockets closed (its ports may be reused).
+    Removed {
+        /// Which connection.
+        key: ConnKey,
+    },
+}
+
+/// Per-connection statistics, single writer (the owning worker), any reader.
+///
+/// Values follow RFC 3550 (loss, interarrival jitter in timestamp units) and RFC 3435
+/// `P:` (PS, OS, PR, OR, PL, JI, LA).
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    /// Packets sent to the remote.
+    pub packets_sent: AtomicU64,
+    /// Payload octets sent.
+    pub octets_sent: AtomicU64,
+    /// Packets received from the remote (accepted).
+    pub packets_recv: AtomicU64,
+    /// Payload octets received.
+    pub octets_recv: AtomicU64,
+    /// Cumulative packets lost (RFC 3550 A.3; may go negative with duplicates, clamped at 0).
+    pub packets_lost: AtomicU64,
+    /// Interarrival jitter, in microseconds.
+    pub jitter_us: AtomicU64,
+    /// Round-trip latency from RTCP, in microseconds (0 when unknown).
+    pub rtt_us: AtomicU64,
+    /// Packets dropped by the source check.
+    pub dropped_source: AtomicU64,
+    /// Packets dropped because the mode forbids them or no destination is known.
+    pub dropped_mode: AtomicU64,
+    /// Packets dropped for an unknown payload type or malformed RTP.
+    pub dropped_invalid: AtomicU64,
+}
+
+/// A plain copy of [`ConnCounters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// See [`ConnCounters::packets_sent`].
+    pub packets_sent: u64,
+    /// See [`ConnCounters::octets_sent`].
+    pub octets_sent: u64,
+    /// See [`ConnCounters::packets_recv`].
+    pub packets_recv: u64,
+    /// See [`ConnCounters::octets_recv`].
+    pub octets_recv: u64,
+    /// See [`ConnCounters::packets_lost`].
+    pub packets_lost: u64,
+    /// See [`ConnCounters::jitter_us`].
+    pub jitter_us: u64,
+    /// See [`ConnCounters::rtt_us`].
+    pub rtt_us: u64,
+    /// See [`ConnCounters::dropped_source`].
+    pub dropped_source: u64,
+    /// See [`ConnCounters::dropped_mode`].
+    pub dropped_mode: u64,
+    /// See [`ConnCounters::dropped_invalid`].
+    pub dropped_invalid: u64,
+}
+
+impl ConnCounters {
+    /// A consistent-enough copy for reporting (each field read once, relaxed).
+    pub fn snapshot(&self) -> ConnStats {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ConnStats {
+            packets_sent: r(&self.packets_sent),
+            octets_sent: r(&self.octets_sent),
+            packets_recv: r(&self.packets_recv),
+            octets_recv: r(&self.octets_recv),
+            packets_lost: r(&self.packets_lost),
+            jitter_us: r(&self.jitter_us),
+            rtt_us: r(&self.rtt_us),
+            dropped_source: r(&self.dropped_source),
+            dropped_mode: r(&self.dropped_mode),
+            dropped_invalid: r(&self.dropped_invalid),
+        }
+    }
+}
+
+/// Which I/O backend the workers use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backend {
+    /// io_uring with multishot receive and a provided buffer ring.
+    IoUring,
+    /// epoll with recvmmsg/sendmmsg.
+    Epoll,
+}
+
+/// What backend to use.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum BackendChoice {
+    /// io_uring when the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// io_uring or fail.
+    IoUring,
+    /// epoll.
+    Epoll,
+}
+
+/// Dataplane start-up settings.
+#[derive(Clone, Debug)]
+pub struct DataplaneConfig {
+    /// Number of workers; `None` = one per core the process may use.
+    pub workers: Option<usize>,
+    /// Pin each worker to a core.
+    pub pin: bool,
+    /// Backend selection.
+    pub backend: BackendChoice,
+    /// Capacity of each worker's command channel.
+    pub cmd_capacity: usize,
+    /// Capacity of the shared event channel.
+    pub event_capacity: usize,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        DataplaneConfig {
+            workers: None,
+            pin: true,
+            backend: BackendChoice::Auto,
+            cmd_capacity: 4096,
+            event_capacity: 16384,
+        }
+    }
+}
