@@ -1,1 +1,255 @@
-//! mgw control plane (being written).
+//! # mgw-control — the MGCP control plane
+//!
+//! This crate speaks MGCP to call agents and owns everything the protocol talks about:
+//! endpoints, connections, calls, notified entities, requested events and signals.
+//! It drives the dataplane through typed commands and hears back through typed events;
+//! the two planes share no locks.
+//!
+//! ## Modules
+//! - [`server`](crate::server) — the tokio loop: one UDP socket (port 2427 by default),
+//!   the sans-IO transaction layer [`mgcp::txn::Agent`] (at-most-once execution,
+//!   retransmission, restart and disconnected procedures), timers, signals.
+//! - [`core`] — [`Core`]: executes the nine commands (RFC 3435 §2.3) against the
+//!   endpoint registry. Synchronous, no sockets; every command is validated completely
+//!   before anything changes, so failures leave no half-applied state.
+//! - [`endpoint`] — endpoint kinds (`ds/e1-S/C` TDM channels, `rtpbridge/N`), the registry,
+//!   connection records.
+//! - `events` — RFC 3660 package catalog and the per-endpoint notification state
+//!   machine (requested events, actions, digit maps, quarantine).
+//! - `sdp` — remote SDP reading (`sdp-types`), codec negotiation, local SDP writing.
+//!
+//! ## Data flow
+//! ```text
+//!  UDP 2427 ─▶ Agent (dedup, acks, retransmit) ─▶ Core::execute ─▶ Response ─▶ Agent ─▶ UDP
+//!                                                    │  ▲
+//!                         DataplaneCmd (crossbeam) ──┘  └── DataplaneEvent (bridge thread)
+//!                                                    │
+//!                               NTFY (Outgoing) ─▶ Agent::send_command
+//! ```
+//! ## Threading contract
+//! One tokio task owns the socket, the agent and the core (a current-thread runtime is
+//! enough). The dataplane workers are separate pinned threads; commands go to them with
+//! non-blocking `try_send`, events come back over a bounded channel.
+
+pub mod core;
+pub mod endpoint;
+mod events;
+mod sdp;
+mod server;
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use mgw_dataplane::{Dataplane, DataplaneCmd, DataplaneConfig, PortPool, RtpPorts, SourceCheck};
+use tokio::sync::mpsc;
+use tracing::info;
+
+pub use crate::core::{Core, CoreConfig, MediaPlane};
+pub use crate::endpoint::{default_endpoints, EndpointKind, EndpointSpec, Law};
+
+/// How the gateway says goodbye on SIGTERM/SIGINT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShutdownMethod {
+    /// RSIP `RM: forced` at once: connections are dropped.
+    Forced,
+    /// RSIP `RM: graceful` with `RD:` = the delay; new connections are refused, and at
+    /// the delay (or when the last connection goes) RSIP forced follows.
+    Graceful(Duration),
+}
+
+/// Everything `mgw run` needs.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// MGCP listen address (default 0.0.0.0:2427).
+    pub mgcp_bind: SocketAddr,
+    /// Call agents: first primary, the rest backups. Commands are accepted only from
+    /// their IP addresses.
+    pub call_agents: Vec<SocketAddr>,
+    /// Our domain name.
+    pub domain: String,
+    /// Address RTP sockets bind to and SDP advertises; `None` = the address that
+    /// reaches the primary call agent.
+    pub rtp_bind: Option<IpAddr>,
+    /// RTP port range (even ports RTP, odd RTCP).
+    pub rtp_ports: (u16, u16),
+    /// Endpoints.
+    pub endpoints: Vec<EndpointSpec>,
+    /// Transaction-layer timers.
+    pub transactions: mgcp::txn::Config,
+    /// Dataplane settings.
+    pub dataplane: DataplaneConfig,
+    /// Shutdown behaviour.
+    pub shutdown: ShutdownMethod,
+    /// How long to wait for the final RSIP's answer.
+    pub leave_timeout: Duration,
+    /// Latch RTP to the first source (NAT) instead of the negotiated address only.
+    pub rtp_latch: bool,
+    /// Packetization period offered by default (ms).
+    pub default_ptime: u32,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            mgcp_bind: SocketAddr::from(([0, 0, 0, 0], 2427)),
+            call_agents: vec![SocketAddr::from(([127, 0, 0, 1], 2727))],
+            domain: "localhost".into(),
+            rtp_bind: None,
+            rtp_ports: (16384, 32767),
+            endpoints: default_endpoints(),
+            transactions: mgcp::txn::Config::default(),
+            dataplane: DataplaneConfig::default(),
+            shutdown: ShutdownMethod::Forced,
+            leave_timeout: Duration::from_secs(3),
+            rtp_latch: false,
+            default_ptime: 20,
+        }
+    }
+}
+
+/// Errors that stop the gateway from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The MGCP socket could not be bound.
+    #[error("cannot bind the MGCP socket {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: io::Error,
+    },
+    /// The configuration does not hold together.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The dataplane could not start.
+    #[error("dataplane: {0}")]
+    Dataplane(io::Error),
+}
+
+/// The real media plane: the dataplane workers and the RTP port pool.
+pub struct RealMedia {
+    dataplane: Dataplane,
+    ports: PortPool,
+}
+
+impl MediaPlane for RealMedia {
+    fn allocate(&mut self) -> io::Result<RtpPorts> {
+        self.ports.allocate()
+    }
+
+    fn release(&mut self, port: u16) {
+        self.ports.release(port);
+    }
+
+    fn send(&mut self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd> {
+        self.dataplane.send(cmd)
+    }
+}
+
+/// Runs the gateway until `shutdown` completes, then says goodbye (RSIP) and returns.
+///
+/// `on_ready` is called with the bound MGCP address once the socket is up.
+pub async fn run(
+    cfg: GatewayConfig,
+    shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
+    if cfg.call_agents.is_empty() {
+        return Err(RunError::Config("at least one call agent is needed".into()));
+    }
+    let rtp_ip = match cfg.rtp_bind {
+        Some(ip) => ip,
+        None if !cfg.mgcp_bind.ip().is_unspecified() => cfg.mgcp_bind.ip(),
+        None => server::local_ip_towards(cfg.call_agents[0]).ok_or_else(|| {
+            RunError::Config("cannot find a local address; set --rtp-bind".into())
+        })?,
+    };
+    let ports = PortPool::new(rtp_ip, cfg.rtp_ports.0, cfg.rtp_ports.1)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let socket = tokio::net::UdpSocket::bind(cfg.mgcp_bind)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: cfg.mgcp_bind,
+            source,
+        })?;
+    let local = socket.local_addr().map_err(|source| RunError::Bind {
+        addr: cfg.mgcp_bind,
+        source,
+    })?;
+    let dataplane = Dataplane::start(cfg.dataplane.clone()).map_err(RunError::Dataplane)?;
+    info!(
+        mgcp = %local,
+        rtp = %rtp_ip,
+        ports = ?cfg.rtp_ports,
+        backend = ?dataplane.backend(),
+        workers = dataplane.workers(),
+        endpoints = cfg.endpoints.len(),
+        call_agents = ?cfg.call_agents,
+        domain = %cfg.domain,
+        "mgw running"
+    );
+
+    // Bridge dataplane events into the tokio loop.
+    let (tx, rx) = mpsc::channel(4096);
+    let events = dataplane.events().clone();
+    let bridge = std::thread::Builder::new()
+        .name("mgw-dp-events".into())
+        .spawn(move || {
+            while let Ok(ev) = events.recv() {
+                if tx.blocking_send(ev).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(RunError::Dataplane)?;
+
+    let mut alias_domains = vec![format!("[{}]", local.ip())];
+    if !local.ip().is_unspecified() {
+        alias_domains.push(local.ip().to_string());
+    }
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x9e37_79b9)
+        ^ u64::from(std::process::id());
+    let core = Core::new(
+        CoreConfig {
+            domain: cfg.domain.clone(),
+            alias_domains,
+            rtp_addr: rtp_ip,
+            default_ptime: cfg.default_ptime,
+            source_check: if cfg.rtp_latch {
+                SourceCheck::Latch
+            } else {
+                SourceCheck::Strict
+            },
+            seed,
+        },
+        cfg.endpoints.clone(),
+        RealMedia { dataplane, ports },
+    );
+    let agent = mgcp::txn::Agent::new(
+        cfg.transactions.clone(),
+        cfg.domain.clone(),
+        cfg.call_agents.clone(),
+        seed,
+    );
+    on_ready(local);
+    let server = server::Server {
+        socket,
+        agent,
+        core,
+        dp_events: rx,
+        shutdown_method: cfg.shutdown,
+        leave_timeout: cfg.leave_timeout,
+    };
+    let core = server.run_to_end(shutdown).await;
+    // Stop the workers; the bridge thread ends when their channel closes.
+    let RealMedia { dataplane, .. } = core.into_media();
+    dataplane.shutdown();
+    let _ = bridge.join();
+    info!("mgw stopped");
+    Ok(())
+}

@@ -1,8 +1,200 @@
 //! # mgw-dataplane — pinned workers relaying RTP
 //!
-//! (Design and implementation being written; see `api` for the interface the control
-//! plane uses.)
+//! ## What this crate owns
+//! The media sockets (handed over in [`ConnSpec`]), one I/O ring (or epoll instance) per
+//! worker thread, and all per-connection media state: source checks, RTP header
+//! rewriting, RFC 3550 receive statistics and periodic RTCP reports. It knows nothing of
+//! MGCP; the control plane talks to it only through the owned messages in [`api`].
+//!
+//! ## Threading contract
+//! [`Dataplane::start`] spawns N workers (default: one per core in the process's
+//! affinity mask, each pinned when [`DataplaneConfig::pin`]). A connection lives on
+//! worker `group % N`, so every leg of a group is on one thread and a packet is relayed
+//! without locks. Control → worker: a bounded crossbeam channel per worker plus an
+//! eventfd wake (an atomic flag skips redundant wakes); [`Dataplane::send`] never
+//! blocks and hands the command back when the queue is full. Worker → control: one
+//! bounded event channel, written with `try_send` only; events that do not fit are
+//! counted ([`Dataplane::dropped_events`]) and dropped. The only shared memory is
+//! [`ConnCounters`]: relaxed atomic stores by the owning worker, reads by anyone.
+//!
+//! ## The run loop (per worker)
+//! 1. drain at most [`worker::CMDS_PER_PASS`] commands (Add/Modify/Remove);
+//! 2. run the 100 ms tick when due (RTP timeouts, RTCP reports every ~5 s, randomised);
+//! 3. io_uring: push submissions (re-arms, sends), one `submit_and_wait`, then drain the
+//!    whole completion queue, dispatching on `user_data` (slot, socket kind, op; the
+//!    eventfd and the timer have reserved values). epoll: `epoll_wait`, then
+//!    `recvmmsg` per readable socket and `sendmmsg` per destination socket.
+//!
+//! The per-packet decision ([`relay::Relay::on_rtp`]) is backend independent and does
+//! not allocate: parse, source check, payload-type mapping, statistics, mode rules, and
+//! for each destination the rewritten header (its own SSRC, re-based sequence number and
+//! timestamp so the far end sees one stream). A removed connection's outstanding ring
+//! operations are cancelled and its slot is reused only after their completions arrive;
+//! its sockets are closed before [`DataplaneEvent::Removed`] is sent.
 
 pub mod api;
+mod epoll;
+pub mod ports;
+pub mod relay;
+pub mod rtcp;
+pub mod rtp;
+mod sys;
+mod uring;
+pub mod worker;
 
 pub use api::*;
+pub use ports::{PortPool, PortRangeError, RtpPorts};
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::sys::Waker;
+
+struct WorkerHandle {
+    tx: Sender<DataplaneCmd>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// The running dataplane: N worker threads and the channels to them.
+pub struct Dataplane {
+    workers: Vec<WorkerHandle>,
+    events: Receiver<DataplaneEvent>,
+    dropped_events: Arc<AtomicU64>,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("workers", &self.workers.len())
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+fn cmd_group(cmd: &DataplaneCmd) -> GroupId {
+    match cmd {
+        DataplaneCmd::Add(spec) => spec.group,
+        DataplaneCmd::Modify { group, .. } | DataplaneCmd::Remove { group, .. } => *group,
+    }
+}
+
+impl Dataplane {
+    /// Chooses the backend, spawns (and optionally pins) the workers and waits until each
+    /// has set up its ring or epoll instance.
+    pub fn start(config: DataplaneConfig) -> io::Result<Dataplane> {
+        let backend = worker::choose_backend(config.backend)?;
+        let cores = if config.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let n = config
+            .workers
+            .unwrap_or_else(|| {
+                if cores.is_empty() {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                } else {
+                    cores.len()
+                }
+            })
+            .max(1);
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(config.event_capacity.max(1));
+        let dropped_events = Arc::new(AtomicU64::new(0));
+        let mut dp = Dataplane { workers: Vec::with_capacity(n), events: ev_rx, dropped_events, backend };
+        let mut pinned = 0;
+        for index in 0..n {
+            let (tx, rx) = crossbeam_channel::bounded(config.cmd_capacity.max(1));
+            let waker = Arc::new(Waker::new()?);
+            let stop = Arc::new(AtomicBool::new(false));
+            let core = cores.get(index % cores.len().max(1)).copied();
+            if core.is_some() {
+                pinned += 1;
+            }
+            let ctx = worker::WorkerCtx {
+                index,
+                rx,
+                waker: Arc::clone(&waker),
+                stop: Arc::clone(&stop),
+                events: ev_tx.clone(),
+                dropped_events: Arc::clone(&dp.dropped_events),
+            };
+            let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+            let join = std::thread::Builder::new()
+                .name(format!("mgw-dp-{index}"))
+                .spawn(move || worker::run(ctx, backend, core, ready_tx))?;
+            dp.workers.push(WorkerHandle { tx, waker, stop, join: Some(join) });
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e), // Drop stops the workers started so far
+                Err(_) => return Err(io::Error::other("dataplane worker died during start-up")),
+            }
+        }
+        tracing::info!(?backend, workers = n, pinned, "dataplane started");
+        Ok(dp)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Queues a command for the worker owning its group (`group % workers`) and wakes
+    /// it. Never blocks: gives the command back when that worker's queue is full.
+    pub fn send(&self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd> {
+        let n = self.workers.len().max(1);
+        let idx = cmd_group(&cmd).0 as usize % n;
+        let Some(w) = self.workers.get(idx) else {
+            return Err(cmd);
+        };
+        match w.tx.try_send(cmd) {
+            Ok(()) => {
+                w.waker.wake();
+                Ok(())
+            }
+            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+        }
+    }
+
+    /// Events from all workers.
+    pub fn events(&self) -> &Receiver<DataplaneEvent> {
+        &self.events
+    }
+
+    /// Events dropped because the event channel was full.
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// Stops and joins the workers (their connections are closed).
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        for w in &self.workers {
+            w.stop.store(true, Ordering::Release);
+            w.waker.force_wake();
+        }
+        for w in &mut self.workers {
+            if let Some(j) = w.join.take() {
+                if j.join().is_err() {
+                    tracing::error!("dataplane worker panicked");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

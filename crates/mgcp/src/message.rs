@@ -18,6 +18,10 @@ impl TransactionId {
     /// Largest valid transaction id.
     pub const MAX: u32 = 999_999_999;
 
+    /// The smallest id, 1 (also a placeholder for commands whose id the transaction
+    /// layer assigns when it sends them).
+    pub const FIRST: TransactionId = TransactionId(1);
+
     /// Builds a transaction id, or `None` when `v` is 0 or above [`Self::MAX`].
     pub const fn new(v: u32) -> Option<Self> {
         if v == 0 || v > Self::MAX {

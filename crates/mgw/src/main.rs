@@ -1,1 +1,349 @@
-fn main() {}
+//! `mgw` — a software media gateway: MGCP 1.0 control, RTP dataplane.
+//!
+//! `mgw run` starts the gateway (on the embedded default configuration unless
+//! `--config` names a file; flags win over the file). See `mgw run --help`.
+
+mod config;
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use mgw_control::{GatewayConfig, ShutdownMethod};
+use mgw_dataplane::BackendChoice;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mgw",
+    version,
+    about = "mgw: an MGCP (RFC 3435) media gateway with an RTP dataplane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the gateway.
+    Run(RunArgs),
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Print the embedded default configuration.
+    Default,
+    /// Check a configuration file and report every error with its line.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// TOML configuration file (flags override it).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// MGCP listen address [default: 0.0.0.0:2427].
+    #[arg(long, value_name = "IP:PORT")]
+    mgcp_bind: Option<SocketAddr>,
+    /// Call agent; repeat for backups, first is primary [default: 127.0.0.1:2727].
+    #[arg(long = "call-agent", value_name = "HOST:PORT")]
+    call_agents: Vec<String>,
+    /// Domain name of this gateway's endpoints [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
+    /// Address RTP binds to and advertises in SDP [default: the address that reaches the call agent].
+    #[arg(long, value_name = "IP")]
+    rtp_bind: Option<IpAddr>,
+    /// RTP port range; RTP on even ports, RTCP on RTP+1 [default: 16384-32767].
+    #[arg(long, value_name = "LOW-HIGH")]
+    rtp_ports: Option<String>,
+    /// Dataplane worker threads [default: one per usable core].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Dataplane I/O backend: auto, io_uring or epoll [default: auto].
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+    /// Do not pin dataplane workers to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Latch RTP to the first source seen (NAT) instead of only the negotiated address.
+    #[arg(long)]
+    rtp_latch: bool,
+    /// On SIGTERM/SIGINT: send RSIP graceful with this delay (seconds), then forced. 0 = forced at once.
+    #[arg(long, value_name = "SECONDS")]
+    graceful: Option<u64>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    log_format: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. info or mgw_control=debug. Also RUST_LOG.
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    let with_port = if s.parse::<SocketAddr>().is_ok()
+        || s.rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        s.to_string()
+    } else {
+        format!("{s}:2727")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("call agent {s:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("call agent {s:?} resolves to no address"))
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "auto" => Ok(BackendChoice::Auto),
+        "io_uring" | "io-uring" | "uring" => Ok(BackendChoice::IoUring),
+        "epoll" => Ok(BackendChoice::Epoll),
+        other => Err(format!(
+            "unknown backend {other:?} (use auto, io_uring or epoll)"
+        )),
+    }
+}
+
+fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
+    let file = match &args.config {
+        Some(p) => config::load(p)?,
+        None => config::parse(config::DEFAULT_CONFIG)?,
+    };
+    let mut cfg = GatewayConfig {
+        domain: host_name(),
+        ..GatewayConfig::default()
+    };
+    if let Some(a) = file.mgcp_bind {
+        cfg.mgcp_bind = a;
+    }
+    if let Some(cas) = &file.call_agents {
+        cfg.call_agents = cas.iter().map(|s| resolve(s)).collect::<Result<_, _>>()?;
+    }
+    if let Some(d) = file.domain {
+        cfg.domain = d;
+    }
+    cfg.rtp_bind = file.rtp_bind;
+    if let Some(r) = &file.rtp_ports {
+        cfg.rtp_ports = config::parse_port_range(r)?;
+    }
+    cfg.dataplane.workers = file.workers;
+    if let Some(p) = file.pin_workers {
+        cfg.dataplane.pin = p;
+    }
+    if let Some(b) = &file.backend {
+        cfg.dataplane.backend = parse_backend(b)?;
+    }
+    cfg.rtp_latch = file.rtp_latch.unwrap_or(false);
+    if let Some(p) = file.ptime {
+        if !(10..=200).contains(&p) || p % 10 != 0 {
+            return Err(format!(
+                "ptime {p} must be a multiple of 10 between 10 and 200"
+            ));
+        }
+        cfg.default_ptime = p;
+    }
+    let delay = Duration::from_secs(file.shutdown_delay_s.unwrap_or(0));
+    cfg.shutdown = match file.shutdown.as_deref() {
+        None | Some("forced") => ShutdownMethod::Forced,
+        Some("graceful") => ShutdownMethod::Graceful(delay),
+        Some(o) => return Err(format!("shutdown {o:?} must be forced or graceful")),
+    };
+    if let Some(t) = file.timers {
+        let tx = &mut cfg.transactions;
+        let ms = Duration::from_millis;
+        if let Some(v) = t.t_hist_ms {
+            tx.t_hist = ms(v);
+        }
+        if let Some(v) = t.initial_rto_ms {
+            tx.initial_rto = ms(v);
+        }
+        if let Some(v) = t.max_rto_ms {
+            tx.max_rto = ms(v);
+        }
+        if let Some(v) = t.max1 {
+            tx.max1 = v;
+        }
+        if let Some(v) = t.max2 {
+            tx.max2 = v;
+        }
+        if let Some(v) = t.restart_avalanche_ms {
+            tx.restart_avalanche = ms(v);
+        }
+        if let Some(v) = t.disconnected_initial_ms {
+            tx.disconnected_initial = ms(v);
+        }
+        if let Some(v) = t.disconnected_max_ms {
+            tx.disconnected_max = ms(v);
+        }
+        if tx.initial_rto.is_zero() || tx.max_rto < tx.initial_rto {
+            return Err("timers: need 0 < initial_rto_ms <= max_rto_ms".into());
+        }
+        if tx.max1 == 0 || tx.max2 < tx.max1 {
+            return Err("timers: need 0 < max1 <= max2".into());
+        }
+    }
+    // Flags win.
+    if let Some(a) = args.mgcp_bind {
+        cfg.mgcp_bind = a;
+    }
+    if !args.call_agents.is_empty() {
+        cfg.call_agents = args
+            .call_agents
+            .iter()
+            .map(|s| resolve(s))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(d) = &args.domain {
+        cfg.domain = d.clone();
+    }
+    if mgcp::EndpointName::new("x", &cfg.domain).is_err() {
+        return Err(format!(
+            "domain {:?} is not a valid MGCP domain name",
+            cfg.domain
+        ));
+    }
+    if args.rtp_bind.is_some() {
+        cfg.rtp_bind = args.rtp_bind;
+    }
+    if let Some(r) = &args.rtp_ports {
+        cfg.rtp_ports = config::parse_port_range(r)?;
+    }
+    if args.workers.is_some() {
+        cfg.dataplane.workers = args.workers;
+    }
+    if cfg.dataplane.workers == Some(0) {
+        return Err("workers must be at least 1".into());
+    }
+    if let Some(b) = &args.backend {
+        cfg.dataplane.backend = parse_backend(b)?;
+    }
+    if args.no_pin {
+        cfg.dataplane.pin = false;
+    }
+    if args.rtp_latch {
+        cfg.rtp_latch = true;
+    }
+    if let Some(g) = args.graceful {
+        cfg.shutdown = if g == 0 {
+            ShutdownMethod::Forced
+        } else {
+            ShutdownMethod::Graceful(Duration::from_secs(g))
+        };
+    }
+    Ok(cfg)
+}
+
+fn init_logging(args: &RunArgs) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &args.log {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| format!("--log {f:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format.as_str() {
+        "text" => builder.init(),
+        "json" => builder.json().init(),
+        other => return Err(format!("--log-format {other:?} must be text or json")),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut t), Ok(mut i)) => {
+            tokio::select! {
+                _ = t.recv() => {}
+                _ = i.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if let Err(e) = init_logging(&args) {
+        eprintln!("mgw: {e}");
+        return ExitCode::from(2);
+    }
+    let cfg = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mgw: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mgw: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(mgw_control::run(cfg, shutdown_signal(), |addr| {
+        // A stable line for scripts and tests that bind port 0.
+        println!("mgw: MGCP listening on {addr}");
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mgw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run(args) => run(args),
+        Cmd::Config {
+            what: ConfigCmd::Default,
+        } => {
+            print!("{}", config::DEFAULT_CONFIG);
+            ExitCode::SUCCESS
+        }
+        Cmd::Config {
+            what: ConfigCmd::Check { file },
+        } => match config::load(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mgw: {e}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

@@ -1,0 +1,133 @@
+//! The TOML configuration file of `mgw run` (flags override it).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The file's contents. Every key is optional; absent keys keep the built-in default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) mgcp_bind: Option<SocketAddr>,
+    pub(crate) call_agents: Option<Vec<String>>,
+    pub(crate) domain: Option<String>,
+    pub(crate) rtp_bind: Option<IpAddr>,
+    pub(crate) rtp_ports: Option<String>,
+    pub(crate) workers: Option<usize>,
+    pub(crate) pin_workers: Option<bool>,
+    pub(crate) backend: Option<String>,
+    pub(crate) rtp_latch: Option<bool>,
+    pub(crate) ptime: Option<u32>,
+    pub(crate) shutdown: Option<String>,
+    pub(crate) shutdown_delay_s: Option<u64>,
+    pub(crate) timers: Option<Timers>,
+}
+
+/// Transaction timers, in milliseconds unless named otherwise.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Timers {
+    pub(crate) t_hist_ms: Option<u64>,
+    pub(crate) initial_rto_ms: Option<u64>,
+    pub(crate) max_rto_ms: Option<u64>,
+    pub(crate) max1: Option<u32>,
+    pub(crate) max2: Option<u32>,
+    pub(crate) restart_avalanche_ms: Option<u64>,
+    pub(crate) disconnected_initial_ms: Option<u64>,
+    pub(crate) disconnected_max_ms: Option<u64>,
+}
+
+/// The embedded default configuration (what `mgw run` uses with no file).
+pub(crate) const DEFAULT_CONFIG: &str = r#"# mgw default configuration.
+# Endpoints: ds/e1-1/1..30 and ds/e1-2/1..30 (two virtual E1 spans, A-law, wired back
+# to back) and rtpbridge/1..64 (IP-to-IP relays).
+mgcp_bind = "0.0.0.0:2427"
+call_agents = ["127.0.0.1:2727"]
+# domain = "gw.example.net"      # default: this host's name
+# rtp_bind = "192.0.2.10"        # default: the address that reaches the first call agent
+rtp_ports = "16384-32767"
+# workers = 2                    # default: one per usable core
+pin_workers = true
+backend = "auto"                 # auto | io_uring | epoll
+rtp_latch = false
+ptime = 20
+shutdown = "forced"              # forced | graceful
+shutdown_delay_s = 0
+
+[timers]
+t_hist_ms = 30000
+initial_rto_ms = 200
+max_rto_ms = 4000
+max1 = 5
+max2 = 7
+restart_avalanche_ms = 0
+disconnected_initial_ms = 15000
+disconnected_max_ms = 600000
+"#;
+
+/// Reads and parses a file; errors name the file and line.
+pub(crate) fn load(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses configuration text.
+pub(crate) fn parse(text: &str) -> Result<FileConfig, String> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(l) => format!("line {l}: {}", e.message()),
+            None => e.message().to_string(),
+        }
+    })
+}
+
+/// Parses `LOW-HIGH`.
+pub(crate) fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("port range {s:?} must look like LOW-HIGH, e.g. 16384-32767"))?;
+    let lo: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad low port in {s:?}"))?;
+    let hi: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad high port in {s:?}"))?;
+    if lo == 0 || hi <= lo || hi - lo < 1 {
+        return Err(format!("port range {s:?} must have 0 < LOW < HIGH"));
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_parses() {
+        let c = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.rtp_ports.as_deref(), Some("16384-32767"));
+        assert_eq!(c.timers.unwrap().max2, Some(7));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("mgcp_bind = \"127.0.0.1:2427\"\nbogus = 1\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse("mgcp_bind = \"nope\"\n").unwrap_err();
+        assert!(e.starts_with("line 1:"), "{e}");
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("16384-32767").unwrap(), (16384, 32767));
+        assert!(parse_port_range("5-").is_err());
+        assert!(parse_port_range("100-50").is_err());
+        assert!(parse_port_range("0-50").is_err());
+    }
+}

@@ -1,0 +1,351 @@
+//! The epoll fallback backend: level-triggered epoll, `recvmmsg` per readable socket,
+//! `sendmmsg` per destination socket, eventfd wake, and the epoll timeout as the tick.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
+
+use socket2::SockAddr;
+
+use crate::api::DataplaneCmd;
+use crate::relay::{Fanout, Relay};
+use crate::rtp::write_header;
+use crate::sys::sockaddr_from_bytes;
+use crate::worker::{WorkerCtx, STOP_GRACE, TICK};
+
+const BATCH: usize = 32;
+const BUF: usize = 2048;
+const NAME: usize = std::mem::size_of::<libc::sockaddr_storage>();
+const WAKE_TOKEN: u64 = u64::MAX;
+/// Receive batches per readable socket per pass (fairness between sockets).
+const BATCHES_PER_SOCKET: usize = 4;
+
+fn token(slot: usize, rtcp: bool) -> u64 {
+    ((slot as u64) << 1) | u64::from(rtcp)
+}
+
+struct OutQueue {
+    fds: [RawFd; BATCH],
+    lens: [usize; BATCH],
+    addrs: Vec<SockAddr>,
+    bufs: Box<[[u8; BUF]; BATCH]>,
+    n: usize,
+}
+
+/// One epoll worker.
+pub(crate) struct EpollWorker {
+    ctx: WorkerCtx,
+    relay: Relay,
+    epfd: OwnedFd,
+    bufs: Box<[[u8; BUF]; BATCH]>,
+    names: Box<[[u8; NAME]; BATCH]>,
+    /// (datagram length, address length) of the last receive batch.
+    lens: [(usize, usize); BATCH],
+    out: OutQueue,
+    fanout: Fanout,
+    next_tick: Instant,
+}
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+impl EpollWorker {
+    pub(crate) fn new(ctx: WorkerCtx) -> io::Result<EpollWorker> {
+        // SAFETY: no pointer arguments; the result is checked.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+        let epfd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let relay = ctx.relay();
+        let w = EpollWorker {
+            relay,
+            epfd,
+            bufs: Box::new([[0; BUF]; BATCH]),
+            names: Box::new([[0; NAME]; BATCH]),
+            lens: [(0, 0); BATCH],
+            out: OutQueue {
+                fds: [-1; BATCH],
+                lens: [0; BATCH],
+                addrs: Vec::with_capacity(BATCH),
+                bufs: Box::new([[0; BUF]; BATCH]),
+                n: 0,
+            },
+            fanout: Fanout::new(),
+            next_tick: Instant::now() + TICK,
+            ctx,
+        };
+        w.ctl(libc::EPOLL_CTL_ADD, w.ctx.waker.fd(), WAKE_TOKEN)?;
+        Ok(w)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, data: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: data };
+        // SAFETY: `ev` is a live epoll_event; both descriptors are open.
+        cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
+    }
+
+    fn handle_cmd(&mut self, cmd: DataplaneCmd, now: Instant) {
+        match cmd {
+            DataplaneCmd::Add(spec) => match self.relay.add(spec, now) {
+                Ok(slot) => {
+                    let Some((rtp, rtcp)) = self.relay.fds(slot) else { return };
+                    let r = self
+                        .ctl(libc::EPOLL_CTL_ADD, rtp, token(slot, false))
+                        .and_then(|()| self.ctl(libc::EPOLL_CTL_ADD, rtcp, token(slot, true)));
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "cannot register connection sockets");
+                    }
+                }
+                Err(spec) => tracing::warn!(key = spec.key.0, "duplicate connection key ignored"),
+            },
+            DataplaneCmd::Modify { key, update, .. } => {
+                if self.relay.modify(key, &update, now).is_none() {
+                    tracing::debug!(key = key.0, "modify for unknown connection");
+                }
+            }
+            DataplaneCmd::Remove { key, .. } => self.remove(key),
+        }
+    }
+
+    fn remove(&mut self, key: crate::api::ConnKey) {
+        match self.relay.begin_remove(key) {
+            Some(slot) => {
+                if let Some((rtp, rtcp)) = self.relay.fds(slot) {
+                    let _ = self.ctl(libc::EPOLL_CTL_DEL, rtp, 0);
+                    let _ = self.ctl(libc::EPOLL_CTL_DEL, rtcp, 0);
+                }
+                self.relay.finish_remove(slot);
+            }
+            None => self.relay.removed_unknown(key),
+        }
+    }
+
+    pub(crate) fn run(mut self) -> io::Result<()> {
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        let mut more_cmds = false;
+        loop {
+            if self.ctx.stopping() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.tick(now);
+            }
+            let timeout_ms = if more_cmds {
+                0
+            } else {
+                let left = self.next_tick.saturating_duration_since(Instant::now());
+                i32::try_from(left.as_millis()).unwrap_or(100).max(1)
+            };
+            // SAFETY: `events` is a live array of the length passed.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epfd.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as i32,
+                    timeout_ms,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for ev in &events[..n as usize] {
+                let data = ev.u64;
+                if data == WAKE_TOKEN {
+                    self.ctx.waker.drain();
+                    continue;
+                }
+                let slot = (data >> 1) as usize;
+                self.recv_socket(slot, data & 1 == 1, now);
+            }
+            self.ctx.waker.clear();
+            let mut cmds = Vec::new();
+            more_cmds = self.ctx.drain(|c| cmds.push(c));
+            for c in cmds {
+                self.handle_cmd(c, now);
+            }
+        }
+        // Stopping: close every connection (Removed is reported for each).
+        let slots: Vec<usize> = self.relay.slots().collect();
+        let deadline = Instant::now() + STOP_GRACE;
+        for slot in slots {
+            if let Some((rtp, rtcp)) = self.relay.fds(slot) {
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, rtp, 0);
+                let _ = self.ctl(libc::EPOLL_CTL_DEL, rtcp, 0);
+            }
+            self.relay.finish_remove(slot);
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now: Instant) {
+        self.next_tick = now + TICK;
+        let relay = &mut self.relay;
+        let mut reports: Vec<(usize, SocketAddr, Vec<u8>)> = Vec::new();
+        relay.tick(now, |slot, to, bytes| reports.push((slot, to, bytes.to_vec())));
+        for (slot, to, bytes) in reports {
+            if let Some((_, rtcp)) = relay.fds(slot) {
+                let addr = SockAddr::from(to);
+                // SAFETY: buffer and address are live for the call and their lengths match.
+                let r = unsafe {
+                    libc::sendto(
+                        rtcp,
+                        bytes.as_ptr().cast(),
+                        bytes.len(),
+                        libc::MSG_DONTWAIT,
+                        addr.as_ptr().cast(),
+                        addr.len(),
+                    )
+                };
+                if r < 0 {
+                    tracing::trace!(error = %io::Error::last_os_error(), "rtcp send failed");
+                }
+            }
+        }
+    }
+
+    fn recv_socket(&mut self, slot: usize, rtcp: bool, now: Instant) {
+        let Some((rtp_fd, rtcp_fd)) = self.relay.fds(slot) else { return };
+        let fd = if rtcp { rtcp_fd } else { rtp_fd };
+        for _ in 0..BATCHES_PER_SOCKET {
+            let n = match self.recv_batch(fd) {
+                Ok(n) => n,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tracing::trace!(error = %e, "recvmmsg failed");
+                    }
+                    break;
+                }
+            };
+            for i in 0..n {
+                let (len, namelen) = self.lens[i];
+                let Some(from) = sockaddr_from_bytes(&self.names[i][..namelen.min(NAME)]) else {
+                    continue;
+                };
+                let pkt = &self.bufs[i][..len.min(BUF)];
+                if rtcp {
+                    self.relay.on_rtcp(slot, from, pkt, now);
+                    continue;
+                }
+                self.relay.on_rtp(slot, from, pkt, now, &mut self.fanout);
+                for tx in self.fanout.iter() {
+                    if self.out.n == BATCH {
+                        flush(&mut self.out);
+                    }
+                    let Some((fd, _)) = self.relay.fds(tx.slot) else { continue };
+                    let k = self.out.n;
+                    self.out.bufs[k][..pkt.len()].copy_from_slice(pkt);
+                    if let Some(h) = &tx.header {
+                        write_header(&mut self.out.bufs[k][..pkt.len()], h);
+                    }
+                    self.out.fds[k] = fd;
+                    self.out.lens[k] = pkt.len();
+                    self.out.addrs.push(SockAddr::from(tx.to));
+                    self.out.n += 1;
+                }
+            }
+            flush(&mut self.out);
+            if n < BATCH {
+                break;
+            }
+        }
+    }
+}
+
+impl EpollWorker {
+    /// `recvmmsg` into the batch buffers; lengths land in `self.lens`.
+    fn recv_batch(&mut self, fd: RawFd) -> io::Result<usize> {
+        // SAFETY: all-zero is a valid bit pattern for these plain C structs.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for i in 0..BATCH {
+            iov[i].iov_base = self.bufs[i].as_mut_ptr().cast();
+            iov[i].iov_len = BUF;
+            hdrs[i].msg_hdr.msg_name = self.names[i].as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_namelen = NAME as libc::socklen_t;
+            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
+            hdrs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at live buffers of the stated sizes, owned by self
+        // or this frame, for the duration of the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (i, h) in hdrs.iter().take(n).enumerate() {
+            self.lens[i] = (h.msg_len as usize, h.msg_hdr.msg_namelen as usize);
+        }
+        Ok(n)
+    }
+}
+
+/// Sends the queued packets, one `sendmmsg` per run of the same socket.
+fn flush(q: &mut OutQueue) {
+    let mut start = 0;
+    while start < q.n {
+        let fd = q.fds[start];
+        let mut end = start + 1;
+        while end < q.n && q.fds[end] == fd {
+            end += 1;
+        }
+        // SAFETY: all-zero is a valid bit pattern for these plain C structs.
+        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        let count = end - start;
+        for j in 0..count {
+            let k = start + j;
+            iov[j].iov_base = q.bufs[k].as_mut_ptr().cast();
+            iov[j].iov_len = q.lens[k];
+            hdrs[j].msg_hdr.msg_name = q.addrs[k].as_ptr() as *mut libc::c_void;
+            hdrs[j].msg_hdr.msg_namelen = q.addrs[k].len();
+            hdrs[j].msg_hdr.msg_iov = &mut iov[j];
+            hdrs[j].msg_hdr.msg_iovlen = 1;
+        }
+        let mut sent = 0;
+        while sent < count {
+            // SAFETY: headers point at live buffers/addresses in `q` and `iov` for the call.
+            let r = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    hdrs[sent..].as_mut_ptr(),
+                    (count - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if r <= 0 {
+                tracing::trace!(error = %io::Error::last_os_error(), "sendmmsg failed");
+                sent += 1; // skip the failing datagram
+            } else {
+                sent += r as usize;
+            }
+        }
+        start = end;
+    }
+    q.n = 0;
+    q.addrs.clear();
+}

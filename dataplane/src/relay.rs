@@ -1,0 +1,658 @@
+//! The backend-independent worker core: connection slab, groups, the per-packet
+//! forward decision and the periodic tick. No sockets are read or written here (the
+//! backends do that); time comes in as `now`.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use rtp_types::RtpPacket;
+
+use crate::api::{
+    Codec, ConnCounters, ConnKey, ConnSpec, ConnUpdate, DataplaneEvent, GroupId, Mode,
+    PayloadBinding, SourceCheck,
+};
+use crate::rtcp::{build_report, parse_rtcp, ReportData, SenderData};
+use crate::rtp::{to_rtp_units, Header, OutStream, RecvStats, SeqVerdict};
+
+/// Most destinations one received packet can be forwarded to (legs in a group - 1).
+pub const MAX_FANOUT: usize = 16;
+const NO_CODEC: u16 = u16::MAX;
+/// Clock rate assumed when a connection has no payload table.
+const DEFAULT_CLOCK: u32 = 8000;
+/// Mean RTCP report interval (RFC 3550 minimum), randomised by ±50 %.
+const RTCP_INTERVAL: Duration = Duration::from_secs(5);
+/// Seconds between 1900-01-01 (NTP) and 1970-01-01 (Unix).
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// One send the backend must perform for a received packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tx {
+    /// Slot of the connection whose RTP socket sends.
+    pub slot: usize,
+    /// Destination address.
+    pub to: SocketAddr,
+    /// Header to write; `None` sends the packet back unchanged (echo modes).
+    pub header: Option<Header>,
+}
+
+/// The sends decided for one packet (fixed capacity, no allocation).
+#[derive(Clone, Debug)]
+pub struct Fanout {
+    len: usize,
+    txs: [Option<Tx>; MAX_FANOUT],
+}
+
+impl Default for Fanout {
+    fn default() -> Self {
+        Fanout { len: 0, txs: [None; MAX_FANOUT] }
+    }
+}
+
+impl Fanout {
+    /// Empty.
+    pub fn new() -> Fanout {
+        Fanout::default()
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn push(&mut self, tx: Tx) -> bool {
+        match self.txs.get_mut(self.len) {
+            Some(s) => {
+                *s = Some(tx);
+                self.len += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Number of sends.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `i`-th send.
+    pub fn get(&self, i: usize) -> Option<&Tx> {
+        self.txs[..self.len].get(i)?.as_ref()
+    }
+
+    /// Whether the packet goes nowhere.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sends, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Tx> + '_ {
+        self.txs[..self.len].iter().flatten()
+    }
+}
+
+/// Worker-local copies of the counters (single writer; published with relaxed stores).
+#[derive(Debug, Default)]
+struct Counts {
+    packets_sent: u64,
+    octets_sent: u64,
+    packets_recv: u64,
+    octets_recv: u64,
+    dropped_source: u64,
+    dropped_mode: u64,
+    dropped_invalid: u64,
+}
+
+fn bump(local: &mut u64, shared: &AtomicU64, by: u64) {
+    *local = local.wrapping_add(by);
+    shared.store(*local, Ordering::Relaxed);
+}
+
+#[derive(Debug)]
+struct Conn {
+    key: ConnKey,
+    group: usize,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    mode: Mode,
+    remote_rtp: Option<SocketAddr>,
+    remote_rtcp: Option<SocketAddr>,
+    source_check: SourceCheck,
+    latched: Option<SocketAddr>,
+    rtcp_latched: Option<SocketAddr>,
+    has_payloads: bool,
+    pt_codec: [u16; 128],
+    pt_clock: [u32; 128],
+    codec_pt: Vec<(u16, u8)>,
+    out: OutStream,
+    out_clock: u32,
+    stats: RecvStats,
+    rtp_timeout: Option<Duration>,
+    last_activity: Instant,
+    timed_out: bool,
+    got_first: bool,
+    counters: Arc<ConnCounters>,
+    c: Counts,
+    next_rtcp: Instant,
+    last_sr: Option<(u32, Instant)>,
+    closing: bool,
+}
+
+impl Conn {
+    fn rtp_dest(&self) -> Option<SocketAddr> {
+        match self.source_check {
+            SourceCheck::Latch => self.latched.or(self.remote_rtp),
+            SourceCheck::Strict => self.remote_rtp,
+        }
+    }
+
+    fn rtcp_dest(&self) -> Option<SocketAddr> {
+        self.rtcp_latched.or(self.remote_rtcp).or_else(|| {
+            self.rtp_dest().map(|mut a| {
+                a.set_port(a.port().wrapping_add(1));
+                a
+            })
+        })
+    }
+
+    fn set_payloads(&mut self, payloads: &[PayloadBinding], codecs: &mut HashMap<Codec, u16>) {
+        self.pt_codec = [NO_CODEC; 128];
+        self.pt_clock = [DEFAULT_CLOCK; 128];
+        self.codec_pt.clear();
+        self.has_payloads = false;
+        for b in payloads {
+            let i = usize::from(b.pt);
+            if i >= 128 {
+                continue;
+            }
+            let next = u16::try_from(codecs.len()).unwrap_or(NO_CODEC - 1);
+            let id = *codecs.entry(b.codec.clone()).or_insert(next);
+            if self.pt_codec[i] == NO_CODEC {
+                self.pt_codec[i] = id;
+                self.pt_clock[i] = b.codec.clock_rate.max(1);
+            }
+            if !self.codec_pt.iter().any(|(c, _)| *c == id) {
+                self.codec_pt.push((id, b.pt));
+            }
+            self.has_payloads = true;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    id: GroupId,
+    members: Vec<usize>,
+}
+
+fn emit(events: &Sender<DataplaneEvent>, dropped: &AtomicU64, ev: DataplaneEvent) {
+    if events.try_send(ev).is_err() {
+        dropped.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// All state of one worker's connections.
+#[derive(Debug)]
+pub struct Relay {
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    keys: HashMap<ConnKey, usize>,
+    groups: Vec<Option<Group>>,
+    free_groups: Vec<usize>,
+    group_ids: HashMap<GroupId, usize>,
+    codecs: HashMap<Codec, u16>,
+    events: Sender<DataplaneEvent>,
+    dropped_events: Arc<AtomicU64>,
+    epoch: Instant,
+    epoch_ntp: u64,
+    rng: u64,
+    rtcp_buf: [u8; 512],
+}
+
+fn duration_to_ntp(d: Duration) -> u64 {
+    (d.as_secs() << 32) + ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+impl Relay {
+    /// A worker core. `now` and `wall` anchor the monotonic clock to NTP time for RTCP.
+    pub fn new(
+        events: Sender<DataplaneEvent>,
+        dropped_events: Arc<AtomicU64>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Relay {
+        let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let epoch_ntp = duration_to_ntp(since_unix + Duration::from_secs(NTP_UNIX_OFFSET));
+        Relay {
+            conns: Vec::new(),
+            free: Vec::new(),
+            keys: HashMap::new(),
+            groups: Vec::new(),
+            free_groups: Vec::new(),
+            group_ids: HashMap::new(),
+            codecs: HashMap::new(),
+            events,
+            dropped_events,
+            epoch: now,
+            epoch_ntp,
+            rng: (epoch_ntp ^ 0x9e37_79b9_7f4a_7c15) | 1,
+            rtcp_buf: [0; 512],
+        }
+    }
+
+    fn random_interval(&mut self) -> Duration {
+        // xorshift64: cheap jitter for RTCP timing, not for security.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let frac = (self.rng % 1000) as u32; // 0..1000 → 0.5..1.5 × interval
+        RTCP_INTERVAL / 2 + RTCP_INTERVAL * frac / 1000
+    }
+
+    fn ntp(&self, now: Instant) -> u64 {
+        self.epoch_ntp
+            .wrapping_add(duration_to_ntp(now.saturating_duration_since(self.epoch)))
+    }
+
+    fn emit(&self, ev: DataplaneEvent) {
+        emit(&self.events, &self.dropped_events, ev);
+    }
+
+    /// Number of live (or closing) connections.
+    pub fn len(&self) -> usize {
+        self.conns.len() - self.free.len()
+    }
+
+    /// Whether there are no connections.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Upper bound (exclusive) of the slot indices in use.
+    pub fn slot_bound(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// The RTP and RTCP descriptors of a slot.
+    pub fn fds(&self, slot: usize) -> Option<(RawFd, RawFd)> {
+        let c = self.conns.get(slot)?.as_ref()?;
+        Some((c.rtp.as_raw_fd(), c.rtcp.as_raw_fd()))
+    }
+
+    /// Whether the slot holds a connection that is being removed.
+    pub fn is_closing(&self, slot: usize) -> bool {
+        matches!(self.conns.get(slot), Some(Some(c)) if c.closing)
+    }
+
+    /// Takes a new connection; returns its slot, or gives the spec back if the key is
+    /// already running here.
+    pub fn add(&mut self, spec: Box<ConnSpec>, now: Instant) -> Result<usize, Box<ConnSpec>> {
+        if self.keys.contains_key(&spec.key) {
+            return Err(spec);
+        }
+        let group = match self.group_ids.get(&spec.group) {
+            Some(&g) => g,
+            None => {
+                let g = Group { id: spec.group, members: Vec::new() };
+                let idx = match self.free_groups.pop() {
+                    Some(i) => {
+                        self.groups[i] = Some(g);
+                        i
+                    }
+                    None => {
+                        self.groups.push(Some(g));
+                        self.groups.len() - 1
+                    }
+                };
+                self.group_ids.insert(spec.group, idx);
+                idx
+            }
+        };
+        let next_rtcp = now + self.random_interval();
+        let spec = *spec;
+        let mut conn = Conn {
+            key: spec.key,
+            group,
+            rtp: spec.rtp,
+            rtcp: spec.rtcp,
+            mode: spec.mode,
+            remote_rtp: spec.remote_rtp,
+            remote_rtcp: spec.remote_rtcp,
+            source_check: spec.source_check,
+            latched: None,
+            rtcp_latched: None,
+            has_payloads: false,
+            pt_codec: [NO_CODEC; 128],
+            pt_clock: [DEFAULT_CLOCK; 128],
+            codec_pt: Vec::new(),
+            out: OutStream::new(spec.ssrc),
+            out_clock: DEFAULT_CLOCK,
+            stats: RecvStats::new(),
+            rtp_timeout: spec.rtp_timeout,
+            last_activity: now,
+            timed_out: false,
+            got_first: false,
+            counters: spec.counters,
+            c: Counts::default(),
+            next_rtcp,
+            last_sr: None,
+            closing: false,
+        };
+        conn.set_payloads(&spec.payloads, &mut self.codecs);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.conns[s] = Some(conn);
+                s
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        self.keys.insert(spec.key, slot);
+        if let Some(Some(g)) = self.groups.get_mut(group) {
+            g.members.push(slot);
+        }
+        Ok(slot)
+    }
+
+    /// Applies a modification; returns the slot, or `None` for an unknown key.
+    pub fn modify(&mut self, key: ConnKey, update: &ConnUpdate, now: Instant) -> Option<usize> {
+        let slot = *self.keys.get(&key)?;
+        let conn = self.conns.get_mut(slot)?.as_mut()?;
+        if let Some(m) = update.mode {
+            conn.mode = m;
+        }
+        if let Some(r) = update.remote_rtp {
+            conn.remote_rtp = Some(r);
+            conn.latched = None;
+            conn.rtcp_latched = None;
+            conn.last_activity = now;
+        }
+        if let Some(r) = update.remote_rtcp {
+            conn.remote_rtcp = Some(r);
+        }
+        if let Some(p) = &update.payloads {
+            conn.set_payloads(p, &mut self.codecs);
+        }
+        if let Some(t) = update.rtp_timeout {
+            conn.rtp_timeout = t;
+            conn.last_activity = now;
+            conn.timed_out = false;
+        }
+        Some(slot)
+    }
+
+    /// Starts removing a connection: it stops relaying at once and leaves its group.
+    /// The backend closes it with [`Relay::finish_remove`] once no I/O refers to its
+    /// sockets. Returns `None` for an unknown key.
+    pub fn begin_remove(&mut self, key: ConnKey) -> Option<usize> {
+        let slot = self.keys.remove(&key)?;
+        let conn = self.conns.get_mut(slot)?.as_mut()?;
+        conn.closing = true;
+        let g = conn.group;
+        if let Some(Some(group)) = self.groups.get_mut(g) {
+            group.members.retain(|&m| m != slot);
+            if group.members.is_empty() {
+                self.group_ids.remove(&group.id);
+                self.groups[g] = None;
+                self.free_groups.push(g);
+            }
+        }
+        Some(slot)
+    }
+
+    /// Closes the sockets of a slot started by [`Relay::begin_remove`], frees the slot
+    /// and reports [`DataplaneEvent::Removed`].
+    pub fn finish_remove(&mut self, slot: usize) {
+        if let Some(entry) = self.conns.get_mut(slot) {
+            if let Some(conn) = entry.take() {
+                let key = conn.key;
+                drop(conn); // closes both sockets
+                self.free.push(slot);
+                self.emit(DataplaneEvent::Removed { key });
+            }
+        }
+    }
+
+    /// Reports [`DataplaneEvent::Removed`] for a key this worker does not hold (so the
+    /// control plane can always release the connection's ports).
+    pub fn removed_unknown(&self, key: ConnKey) {
+        self.emit(DataplaneEvent::Removed { key });
+    }
+
+    /// The key of a slot's connection.
+    pub fn key_of(&self, slot: usize) -> Option<ConnKey> {
+        Some(self.conns.get(slot)?.as_ref()?.key)
+    }
+
+    /// Live slots (for shutdown).
+    pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
+        self.conns.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i)
+    }
+
+    /// The per-packet path: decides what to do with an RTP datagram received on
+    /// connection `slot` from `from`, updating statistics; the sends are left in `out`
+    /// (the backend writes each [`Tx::header`] into its copy of the packet).
+    pub fn on_rtp(
+        &mut self,
+        slot: usize,
+        from: SocketAddr,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Fanout,
+    ) {
+        out.clear();
+        let epoch = self.epoch;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        // RTCP sent to the RTP port (types 200..=204 read as marker + PT 72..=76).
+        let rtcp_like = matches!(pkt.get(1), Some(200..=204));
+        let parsed = if rtcp_like { None } else { RtpPacket::parse(pkt).ok() };
+        let Some(p) = parsed else {
+            bump(&mut conn.c.dropped_invalid, &conn.counters.dropped_invalid, 1);
+            return;
+        };
+        let accepted = match conn.source_check {
+            SourceCheck::Strict => conn.remote_rtp == Some(from),
+            SourceCheck::Latch => match conn.latched {
+                Some(l) => l == from,
+                None => {
+                    conn.latched = Some(from);
+                    true
+                }
+            },
+        };
+        if !accepted {
+            bump(&mut conn.c.dropped_source, &conn.counters.dropped_source, 1);
+            return;
+        }
+        let pt = usize::from(p.payload_type());
+        let (codec, clock) = match (conn.pt_codec.get(pt), conn.pt_clock.get(pt)) {
+            (Some(&c), Some(&k)) => (c, k),
+            _ => (NO_CODEC, DEFAULT_CLOCK),
+        };
+        if conn.has_payloads && codec == NO_CODEC {
+            bump(&mut conn.c.dropped_invalid, &conn.counters.dropped_invalid, 1);
+            return;
+        }
+        let (ssrc, seq, ts) = (p.ssrc(), p.sequence_number(), p.timestamp());
+        let payload_len = p.payload_len() as u64;
+        let arrival = to_rtp_units(now.saturating_duration_since(epoch), clock);
+        let verdict = conn.stats.update(ssrc, seq, ts, arrival);
+        bump(&mut conn.c.packets_recv, &conn.counters.packets_recv, 1);
+        bump(&mut conn.c.octets_recv, &conn.counters.octets_recv, payload_len);
+        let lost = conn.stats.cumulative_lost().max(0) as u64;
+        conn.counters.packets_lost.store(lost, Ordering::Relaxed);
+        let jitter_us = u64::from(conn.stats.jitter()) * 1_000_000 / u64::from(clock.max(1));
+        conn.counters.jitter_us.store(jitter_us, Ordering::Relaxed);
+        conn.last_activity = now;
+        conn.timed_out = false;
+        if !conn.got_first {
+            conn.got_first = true;
+            emit(&self.events, &self.dropped_events, DataplaneEvent::FirstPacket { key: conn.key });
+        }
+        if verdict == SeqVerdict::Bad {
+            tracing::trace!(key = conn.key.0, seq, "sequence jump held back");
+        }
+        if conn.mode.echoes() {
+            out.push(Tx { slot, to: from, header: None });
+            bump(&mut conn.c.packets_sent, &conn.counters.packets_sent, 1);
+            bump(&mut conn.c.octets_sent, &conn.counters.octets_sent, payload_len);
+            return;
+        }
+        if !conn.mode.receives() {
+            bump(&mut conn.c.dropped_mode, &conn.counters.dropped_mode, 1);
+            return;
+        }
+        let (src_key, src_has_payloads, src_pt, group) =
+            (conn.key.0, conn.has_payloads, pt as u8, conn.group);
+        let Some(Some(g)) = self.groups.get(group) else {
+            return;
+        };
+        let mut pt_miss = false;
+        for &m in &g.members {
+            if m == slot {
+                continue;
+            }
+            let Some(Some(dst)) = self.conns.get_mut(m) else {
+                continue;
+            };
+            if !dst.mode.sends() {
+                continue;
+            }
+            let Some(to) = dst.rtp_dest() else {
+                continue;
+            };
+            let out_pt = if src_has_payloads && dst.has_payloads {
+                match dst.codec_pt.iter().find(|(c, _)| *c == codec) {
+                    Some(&(_, pt)) => pt,
+                    None => {
+                        pt_miss = true;
+                        continue;
+                    }
+                }
+            } else {
+                src_pt
+            };
+            let (oseq, ots) = dst.out.map(src_key, ssrc, seq, ts, clock, now);
+            dst.out_clock = clock;
+            let header = Header { pt: out_pt, seq: oseq, ts: ots, ssrc: dst.out.ssrc };
+            if out.push(Tx { slot: m, to, header: Some(header) }) {
+                bump(&mut dst.c.packets_sent, &dst.counters.packets_sent, 1);
+                bump(&mut dst.c.octets_sent, &dst.counters.octets_sent, payload_len);
+            }
+        }
+        if out.is_empty() {
+            if let Some(Some(conn)) = self.conns.get_mut(slot) {
+                if pt_miss {
+                    bump(&mut conn.c.dropped_invalid, &conn.counters.dropped_invalid, 1);
+                } else {
+                    bump(&mut conn.c.dropped_mode, &conn.counters.dropped_mode, 1);
+                }
+            }
+        }
+    }
+
+    /// Handles an RTCP datagram received on connection `slot`: records sender reports
+    /// (for our LSR/DLSR) and the round-trip time. RTCP is never relayed.
+    pub fn on_rtcp(&mut self, slot: usize, from: SocketAddr, pkt: &[u8], now: Instant) {
+        let arrival = (self.ntp(now) >> 16) as u32;
+        let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        let ip = from.ip();
+        let known = [conn.remote_rtp, conn.remote_rtcp, conn.latched];
+        let ok = known.iter().flatten().any(|a| a.ip() == ip)
+            || (conn.source_check == SourceCheck::Latch && conn.latched.is_none());
+        if !ok {
+            return;
+        }
+        let Some(info) = parse_rtcp(pkt, conn.out.ssrc, arrival) else {
+            return;
+        };
+        if conn.source_check == SourceCheck::Latch && conn.remote_rtcp.is_none() {
+            conn.rtcp_latched = Some(from);
+        }
+        if let Some((_, mid)) = info.sr {
+            conn.last_sr = Some((mid, now));
+        }
+        if let Some(rtt) = info.rtt_us {
+            conn.counters.rtt_us.store(rtt, Ordering::Relaxed);
+        }
+    }
+
+    /// The periodic tick (call every ~100 ms): RTP timeouts and due RTCP reports. Each
+    /// report is handed to `send(slot, to, bytes)` for the slot's RTCP socket.
+    pub fn tick(&mut self, now: Instant, mut send: impl FnMut(usize, SocketAddr, &[u8])) {
+        for slot in 0..self.conns.len() {
+            let ntp = self.ntp(now);
+            let due = match &mut self.conns[slot] {
+                Some(c) if !c.closing => {
+                    if let Some(t) = c.rtp_timeout {
+                        if !c.timed_out && now.saturating_duration_since(c.last_activity) >= t {
+                            c.timed_out = true;
+                            emit(
+                                &self.events,
+                                &self.dropped_events,
+                                DataplaneEvent::RtpTimeout { key: c.key },
+                            );
+                        }
+                    }
+                    now >= c.next_rtcp
+                }
+                _ => false,
+            };
+            if !due {
+                continue;
+            }
+            let interval = self.random_interval();
+            let Some(c) = self.conns[slot].as_mut() else {
+                continue;
+            };
+            c.next_rtcp = now + interval;
+            let Some(to) = c.rtcp_dest() else {
+                continue;
+            };
+            let report = c.stats.ssrc().map(|ssrc| {
+                let (lsr, dlsr) = match c.last_sr {
+                    Some((mid, at)) => {
+                        let d = duration_to_ntp(now.saturating_duration_since(at));
+                        (mid, (d >> 16) as u32)
+                    }
+                    None => (0, 0),
+                };
+                ReportData {
+                    ssrc,
+                    fraction_lost: c.stats.take_fraction_lost(),
+                    cumulative_lost: c.stats.cumulative_lost(),
+                    ext_max: c.stats.extended_max() as u32,
+                    jitter: c.stats.jitter(),
+                    lsr,
+                    dlsr,
+                }
+            });
+            let sender = c.out.started().then(|| SenderData {
+                ntp,
+                rtp_ts: c.out.rtp_time_at(now, c.out_clock),
+                packets: c.c.packets_sent as u32,
+                octets: c.c.octets_sent as u32,
+            });
+            let cname = format!("mgw-{:08x}", c.out.ssrc);
+            if let Some(n) = build_report(&mut self.rtcp_buf, c.out.ssrc, &cname, sender, report) {
+                send(slot, to, &self.rtcp_buf[..n]);
+            }
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Worker threads: backend choice, pinning, and the command handling both backends
+//! share.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::api::{Backend, BackendChoice, DataplaneCmd, DataplaneEvent};
+use crate::relay::Relay;
+use crate::sys::Waker;
+
+/// Commands handled per loop pass at most (the rest wait for the next pass).
+pub const CMDS_PER_PASS: usize = 256;
+/// Period of the housekeeping tick (timeouts, RTCP).
+pub const TICK: Duration = Duration::from_millis(100);
+/// How long a stopping worker waits for outstanding I/O to complete.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What a worker thread is given.
+pub(crate) struct WorkerCtx {
+    pub(crate) index: usize,
+    pub(crate) rx: Receiver<DataplaneCmd>,
+    pub(crate) waker: Arc<Waker>,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) events: Sender<DataplaneEvent>,
+    pub(crate) dropped_events: Arc<AtomicU64>,
+}
+
+impl WorkerCtx {
+    pub(crate) fn relay(&self) -> Relay {
+        Relay::new(
+            self.events.clone(),
+            Arc::clone(&self.dropped_events),
+            Instant::now(),
+            SystemTime::now(),
+        )
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Takes up to [`CMDS_PER_PASS`] commands; returns whether more are waiting.
+    pub(crate) fn drain(&self, mut f: impl FnMut(DataplaneCmd)) -> bool {
+        for _ in 0..CMDS_PER_PASS {
+            match self.rx.try_recv() {
+                Ok(cmd) => f(cmd),
+                Err(_) => return false,
+            }
+        }
+        !self.rx.is_empty()
+    }
+}
+
+/// Resolves [`BackendChoice`]: `Auto` probes io_uring and falls back to epoll.
+pub(crate) fn choose_backend(choice: BackendChoice) -> io::Result<Backend> {
+    match choice {
+        BackendChoice::Epoll => Ok(Backend::Epoll),
+        BackendChoice::IoUring => crate::uring::probe().map(|()| Backend::IoUring),
+        BackendChoice::Auto => match crate::uring::probe() {
+            Ok(()) => Ok(Backend::IoUring),
+            Err(e) => {
+                tracing::info!(error = %e, "io_uring unavailable, using epoll");
+                Ok(Backend::Epoll)
+            }
+        },
+    }
+}
+
+/// Thread body: pin, build the backend, report readiness, run until stopped.
+pub(crate) fn run(
+    ctx: WorkerCtx,
+    backend: Backend,
+    core: Option<core_affinity::CoreId>,
+    ready: Sender<io::Result<()>>,
+) {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(worker = ctx.index, core = core.id, "could not pin worker");
+        }
+    }
+    let result = match backend {
+        Backend::IoUring => crate::uring::UringWorker::new(ctx).map(|w| Runner::Uring(Box::new(w))),
+        Backend::Epoll => crate::epoll::EpollWorker::new(ctx).map(|w| Runner::Epoll(Box::new(w))),
+    };
+    match result {
+        Ok(runner) => {
+            let _ = ready.send(Ok(()));
+            let r = match runner {
+                Runner::Uring(w) => w.run(),
+                Runner::Epoll(w) => w.run(),
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "dataplane worker failed");
+            }
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+        }
+    }
+}
+
+enum Runner {
+    Uring(Box<crate::uring::UringWorker>),
+    Epoll(Box<crate::epoll::EpollWorker>),
+}
