@@ -65,6 +65,9 @@ for t in "${targets[@]}"; do
     if [ -z "$runs" ]; then
         runs="$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)"
     fi
+    if [ -z "$runs" ]; then # -fork mode reports "#<runs>: cov: ..."
+        runs="$(grep -Eo '^#[0-9]+: cov' "$log" | grep -Eo '[0-9]+' | tail -1 || true)"
+    fi
     if [ "$rc" -eq 0 ]; then
         summary+=("$t: ok, ${runs:-?} executions in ${seconds}s")
     else

@@ -675,12 +675,9 @@ impl<M: MediaPlane> Core<M> {
         let wildcard = cmd.endpoint.wildcard();
         let ei = match wildcard {
             Wildcard::None => self.reg.resolve(&cmd.endpoint)?[0],
-            Wildcard::All => {
-                return Err(Error::Protocol(
-                    "the \"all\" wildcard cannot be used with CRCX".into(),
-                ))
-            }
-            Wildcard::Any => {
+            // "All of" makes no sense for CRCX; call agents such as libosmo-mgcp-client
+            // send `rtpbridge/*@gw` meaning "any free one", so it is treated like `$`.
+            Wildcard::All | Wildcard::Any => {
                 let cands = self.reg.resolve(&cmd.endpoint)?;
                 if cands.is_empty() {
                     return Err(Error::EndpointUnknown(cmd.endpoint.to_string()));

@@ -4,6 +4,7 @@
 //! `--config` names a file; flags win over the file). See `mgw run --help`.
 
 mod config;
+mod ctl;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Run the gateway.
     Run(RunArgs),
+    /// Send an MGCP command to a gateway (as a call agent would) and print the response.
+    Ctl(ctl::CtlArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -327,6 +330,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => run(args),
+        Cmd::Ctl(args) => match ctl::run(args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mgw ctl: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Config {
             what: ConfigCmd::Default,
         } => {

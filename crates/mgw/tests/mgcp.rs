@@ -285,11 +285,27 @@ fn wildcard_any_crcx_picks_a_free_endpoint() {
         .to_string();
     assert_ne!(z1, z2);
     assert!(z1.starts_with("rtpbridge/") && z1.ends_with("@mgw"));
-    // "All of" is not allowed with CRCX.
-    assert_eq!(
-        crcx(&gw, "rtpbridge/*", "abe", "recvonly", None, "").code.0,
-        510
-    );
+    // `*` in CRCX (as libosmo-mgcp-client sends it) also means "any free one".
+    let r = crcx(&gw, "rtpbridge/*", "abe", "recvonly", None, "");
+    assert_eq!(r.code.0, 200);
+    let z3 = r
+        .params
+        .get(&ParamName::SpecificEndpointId)
+        .unwrap()
+        .to_string();
+    assert!(z3 != z1 && z3 != z2);
+    // Fill the remaining bridges; then every one is busy: 503.
+    let mut n = 3;
+    loop {
+        let r = crcx(&gw, "rtpbridge/$", "abf", "recvonly", None, "");
+        if r.code.0 != 200 {
+            assert_eq!(r.code.0, 503, "{r:?}");
+            break;
+        }
+        n += 1;
+        assert!(n <= 64);
+    }
+    assert_eq!(n, 64);
 }
 
 #[test]

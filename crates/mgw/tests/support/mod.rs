@@ -23,8 +23,8 @@ static NEXT_RANGE: AtomicU32 = AtomicU32::new(0);
 /// A port range unlikely to collide with other tests running at the same time.
 pub fn port_range() -> (u16, u16) {
     let slot = NEXT_RANGE.fetch_add(1, Ordering::Relaxed);
-    let base = 20_000 + ((std::process::id() % 200) * 200) as u16 + (slot as u16 % 10) * 20;
-    (base, base + 19)
+    let base = 20_000 + ((std::process::id() % 40) * 1000) as u16 + (slot as u16 % 7) * 140;
+    (base, base + 139)
 }
 
 impl Gateway {

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, simulated-time and integration tests (the real
+# binary on loopback), lints, and the interop checks against real peers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+t0=$(date +%s)
+echo "== build (release)"
+cargo build --release --workspace --all-targets
+echo "== tests"
+cargo test --release --workspace
+echo "== clippy"
+cargo clippy --release --workspace --all-targets -- -D warnings
+if [ -x scripts/interop.sh ] && [ "${MGW_SKIP_INTEROP:-0}" != 1 ]; then
+    echo "== interop with real peers"
+    scripts/interop.sh
+fi
+echo "== all tests passed in $(( $(date +%s) - t0 )) s"
