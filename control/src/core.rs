@@ -420,6 +420,9 @@ impl<M: MediaPlane> Core<M> {
                 for s in e.signals.iter().flatten() {
                     cat.check_signal(&s.name)?;
                 }
+                if let Some(m) = &e.digit_map {
+                    DigitMap::parse(m)?;
+                }
             }
         }
         let signals = match params.get(&ParamName::SignalRequests) {

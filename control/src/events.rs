@@ -59,6 +59,9 @@ const PACKAGES: &[(&str, &[&str], &[&str])] = &[
     ("A", &["oc", "of"], &["ann"]),
 ];
 
+/// Persistent events (RFC 3660): always detected, and notified even when not requested.
+const PERSISTENT: &[(&str, &str)] = &[("L", "hd"), ("L", "hu"), ("L", "hf")];
+
 /// Events an endpoint can detect today, by package (all endpoints): media start and
 /// RTP timeout, both reported by the dataplane.
 const DETECTABLE: &[(&str, &str)] = &[("R", "ma"), ("R", "rto")];
@@ -283,11 +286,21 @@ impl NotificationState {
             self.quarantine.push(ev);
             return None;
         }
-        let req = self
-            .events
-            .iter()
-            .find(|r| covers(cat, &r.name, &ev.name))?
-            .clone();
+        let req = match self.events.iter().find(|r| covers(cat, &r.name, &ev.name)) {
+            Some(r) => r.clone(),
+            None => {
+                let (p, e) = cat.qualify(&ev.name);
+                if !PERSISTENT.iter().any(|(pp, pe)| *pp == p && *pe == e) {
+                    return None;
+                }
+                // A persistent event nobody asked about is notified all the same.
+                RequestedEvent {
+                    name: ev.name.clone(),
+                    actions: vec![Action::Notify],
+                    params: None,
+                }
+            }
+        };
         let mut notify = false;
         let actions = if req.actions.is_empty() {
             vec![Action::Notify]
@@ -322,6 +335,15 @@ impl NotificationState {
                     }
                     if let Some(signals) = &embedded.signals {
                         self.signals = signals.clone();
+                    }
+                    // Validated when the request was accepted.
+                    if let Some(map) = embedded
+                        .digit_map
+                        .as_deref()
+                        .and_then(|m| DigitMap::parse(m).ok())
+                    {
+                        self.digit_map = Some(map);
+                        self.collector = None;
                     }
                 }
             }

@@ -1,0 +1,320 @@
+//! The gateway core against a fake media plane: resource failures, atomicity, and the
+//! notification state machine, without sockets for MGCP.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+
+use mgcp::{parse_message, Command, Message, ParamName, Response};
+use mgw_control::{default_endpoints, Core, CoreConfig, MediaPlane};
+use mgw_dataplane::{ConnKey, DataplaneCmd, DataplaneEvent, RtpPorts, SourceCheck};
+
+/// A media plane with a fixed number of ports whose queue can be made to refuse.
+#[derive(Default)]
+struct Fake {
+    ports_left: usize,
+    in_use: Vec<u16>,
+    queue_full: bool,
+    sent: Vec<String>,
+    adds: Vec<ConnKey>,
+}
+
+impl MediaPlane for Fake {
+    fn allocate(&mut self) -> io::Result<RtpPorts> {
+        if self.ports_left == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "RTP port range exhausted",
+            ));
+        }
+        self.ports_left -= 1;
+        let rtp = UdpSocket::bind("127.0.0.1:0")?;
+        let rtcp = UdpSocket::bind("127.0.0.1:0")?;
+        let port = rtp.local_addr()?.port();
+        self.in_use.push(port);
+        Ok(RtpPorts { rtp, rtcp, port })
+    }
+
+    fn release(&mut self, port: u16) {
+        self.in_use.retain(|p| *p != port);
+        self.ports_left += 1;
+    }
+
+    fn send(&mut self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd> {
+        if self.queue_full {
+            return Err(cmd);
+        }
+        match &cmd {
+            DataplaneCmd::Add(spec) => {
+                self.adds.push(spec.key);
+                self.sent.push(format!("add {}", spec.key.0));
+            }
+            DataplaneCmd::Modify { key, .. } => self.sent.push(format!("modify {}", key.0)),
+            DataplaneCmd::Remove { key, .. } => self.sent.push(format!("remove {}", key.0)),
+        }
+        Ok(())
+    }
+}
+
+fn core(ports: usize) -> Core<Fake> {
+    Core::new(
+        CoreConfig {
+            domain: "gw".into(),
+            alias_domains: vec![],
+            rtp_addr: "127.0.0.1".parse().unwrap(),
+            default_ptime: 20,
+            source_check: SourceCheck::Strict,
+            seed: 7,
+        },
+        default_endpoints(),
+        Fake {
+            ports_left: ports,
+            ..Default::default()
+        },
+    )
+}
+
+fn cmd(text: &str) -> Command {
+    match parse_message(&text.replace('\n', "\r\n")) {
+        Ok(Message::Command(c)) => c,
+        other => panic!("not a command: {other:?}"),
+    }
+}
+
+const CA: &str = "127.0.0.1:2727";
+
+fn exec(core: &mut Core<Fake>, text: &str) -> Response {
+    core.execute(CA.parse::<SocketAddr>().unwrap(), &cmd(text))
+}
+
+#[test]
+fn port_exhaustion_is_502_and_allocates_nothing() {
+    let mut c = core(1);
+    let ok = exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    assert_eq!(ok.code.0, 200);
+    let r = exec(
+        &mut c,
+        "CRCX 2 rtpbridge/2@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    assert_eq!(r.code.0, 502, "{r:?}");
+    assert_eq!(c.connection_count(), 1);
+    assert_eq!(c.media_mut().adds.len(), 1);
+}
+
+#[test]
+fn full_dataplane_queue_is_400_and_returns_the_port() {
+    let mut c = core(4);
+    c.media_mut().queue_full = true;
+    let r = exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    assert_eq!(r.code.0, 400, "{r:?}");
+    assert_eq!(c.connection_count(), 0);
+    assert_eq!(c.media_mut().ports_left, 4, "port given back");
+    assert!(c.media_mut().in_use.is_empty());
+    // Once the queue drains the same command works.
+    c.media_mut().queue_full = false;
+    assert_eq!(
+        exec(
+            &mut c,
+            "CRCX 2 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n"
+        )
+        .code
+        .0,
+        200
+    );
+}
+
+#[test]
+fn ports_return_only_after_the_dataplane_closed_the_sockets() {
+    let mut c = core(2);
+    let r = exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    let i = r.params.get(&ParamName::ConnectionId).unwrap().to_string();
+    let key = *c.media_mut().adds.last().unwrap();
+    let d = exec(&mut c, &format!("DLCX 2 rtpbridge/1@gw MGCP 1.0\nI: {i}\n"));
+    assert_eq!(d.code.0, 250);
+    assert_eq!(c.connection_count(), 0);
+    assert_eq!(c.media_mut().ports_left, 1, "still held until Removed");
+    assert_eq!(c.removals_pending(), 1);
+    c.on_dataplane_event(DataplaneEvent::Removed { key });
+    assert_eq!(c.media_mut().ports_left, 2);
+    assert_eq!(c.removals_pending(), 0);
+}
+
+#[test]
+fn remove_that_finds_a_full_queue_is_retried() {
+    let mut c = core(2);
+    exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    c.media_mut().queue_full = true;
+    assert_eq!(exec(&mut c, "DLCX 2 rtpbridge/1@gw MGCP 1.0\n").code.0, 250);
+    assert!(!c.media_mut().sent.iter().any(|s| s.starts_with("remove")));
+    c.media_mut().queue_full = false;
+    c.tick();
+    assert!(c.media_mut().sent.iter().any(|s| s.starts_with("remove")));
+}
+
+#[test]
+fn failed_mdcx_changes_nothing() {
+    let mut c = core(2);
+    let r = exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    let i = r.params.get(&ParamName::ConnectionId).unwrap().to_string();
+    let sent_before = c.media_mut().sent.len();
+    // Valid mode but a bad SDP: nothing may be applied, not even the mode.
+    let bad = exec(
+        &mut c,
+        &format!("MDCX 2 rtpbridge/1@gw MGCP 1.0\nC: 1\nI: {i}\nM: sendrecv\n\nv=0\nc=IN IP4 127.0.0.1\nm=audio x RTP/AVP 0\n"),
+    );
+    assert!(bad.code.is_error(), "{bad:?}");
+    assert_eq!(
+        c.media_mut().sent.len(),
+        sent_before,
+        "no dataplane command"
+    );
+    let au = exec(
+        &mut c,
+        &format!("AUCX 3 rtpbridge/1@gw MGCP 1.0\nI: {i}\nF: M\n"),
+    );
+    assert_eq!(au.params.get(&ParamName::ConnectionMode), Some("recvonly"));
+}
+
+#[test]
+fn rtp_timeout_notifies_once_then_quarantines_until_next_request() {
+    let mut c = core(2);
+    let r = exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\nX: 10\nR: R/rto(500)\n",
+    );
+    assert_eq!(r.code.0, 200);
+    let key = *c.media_mut().adds.last().unwrap();
+    c.on_dataplane_event(DataplaneEvent::RtpTimeout { key });
+    let n = c.poll_outgoing().expect("NTFY");
+    assert_eq!(n.command.verb, mgcp::Verb::Ntfy);
+    assert_eq!(
+        n.command.params.get(&ParamName::RequestIdentifier),
+        Some("10")
+    );
+    assert_eq!(
+        n.dest,
+        Some(CA.parse().unwrap()),
+        "defaults to the requesting call agent"
+    );
+    // Step mode: a second timeout waits in quarantine.
+    c.on_dataplane_event(DataplaneEvent::RtpTimeout { key });
+    assert!(c.poll_outgoing().is_none());
+    // A new request processes the quarantined event (Q: process is the default).
+    assert_eq!(
+        exec(
+            &mut c,
+            "RQNT 2 rtpbridge/1@gw MGCP 1.0\nX: 11\nR: R/rto(500)\n"
+        )
+        .code
+        .0,
+        200
+    );
+    let n = c.poll_outgoing().expect("NTFY for the quarantined event");
+    assert_eq!(
+        n.command.params.get(&ParamName::RequestIdentifier),
+        Some("11")
+    );
+    // Q: discard drops quarantined events.
+    c.on_dataplane_event(DataplaneEvent::RtpTimeout { key });
+    assert!(c.poll_outgoing().is_none());
+    assert_eq!(
+        exec(
+            &mut c,
+            "RQNT 3 rtpbridge/1@gw MGCP 1.0\nX: 12\nQ: discard\nR: R/rto(500)\n"
+        )
+        .code
+        .0,
+        200
+    );
+    assert!(c.poll_outgoing().is_none());
+}
+
+#[test]
+fn loop_mode_notifies_every_event_and_ignore_action_suppresses() {
+    let mut c = core(2);
+    exec(
+        &mut c,
+        "CRCX 1 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    let key = *c.media_mut().adds.last().unwrap();
+    assert_eq!(
+        exec(
+            &mut c,
+            "RQNT 2 rtpbridge/1@gw MGCP 1.0\nX: 1\nQ: process,loop\nR: R/ma, R/rto(I)(500)\n"
+        )
+        .code
+        .0,
+        200
+    );
+    c.on_dataplane_event(DataplaneEvent::FirstPacket { key });
+    c.on_dataplane_event(DataplaneEvent::RtpTimeout { key });
+    c.on_dataplane_event(DataplaneEvent::FirstPacket { key });
+    let mut n = 0;
+    while let Some(o) = c.poll_outgoing() {
+        let obs = o
+            .command
+            .params
+            .get(&ParamName::ObservedEvents)
+            .unwrap()
+            .to_ascii_lowercase();
+        assert!(obs.contains("r/ma"), "{obs}");
+        n += 1;
+    }
+    assert_eq!(n, 2, "two media starts notified, the ignored timeout not");
+}
+
+#[test]
+fn notified_entity_from_n_parameter() {
+    let mut c = core(2);
+    let r = exec(
+        &mut c,
+        "RQNT 1 rtpbridge/1@gw MGCP 1.0\nX: 1\nN: ca@[127.0.0.5]:2799\nR: R/ma\n",
+    );
+    assert_eq!(r.code.0, 200);
+    exec(
+        &mut c,
+        "CRCX 2 rtpbridge/1@gw MGCP 1.0\nC: 1\nM: recvonly\n",
+    );
+    let key = *c.media_mut().adds.last().unwrap();
+    c.on_dataplane_event(DataplaneEvent::FirstPacket { key });
+    let n = c.poll_outgoing().unwrap();
+    assert_eq!(n.dest, Some("127.0.0.5:2799".parse().unwrap()));
+    assert_eq!(
+        n.command.params.get(&ParamName::NotifiedEntity),
+        Some("ca@[127.0.0.5]:2799")
+    );
+}
+
+#[test]
+fn wildcard_dlcx_clears_every_endpoint() {
+    let mut c = core(8);
+    for ep in ["rtpbridge/1", "rtpbridge/2", "ds/e1-1/1"] {
+        assert_eq!(
+            exec(
+                &mut c,
+                &format!("CRCX 1 {ep}@gw MGCP 1.0\nC: 9\nM: recvonly\n")
+            )
+            .code
+            .0,
+            200
+        );
+    }
+    assert_eq!(exec(&mut c, "DLCX 5 rtpbridge/*@gw MGCP 1.0\n").code.0, 250);
+    assert_eq!(c.connection_count(), 1);
+    assert_eq!(exec(&mut c, "DLCX 6 *@gw MGCP 1.0\nC: 9\n").code.0, 250);
+    assert_eq!(c.connection_count(), 0);
+}
