@@ -50,7 +50,7 @@ enum ConfigCmd {
     },
 }
 
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Default)]
 struct RunArgs {
     /// TOML configuration file (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -85,9 +85,9 @@ struct RunArgs {
     /// On SIGTERM/SIGINT: send RSIP graceful with this delay (seconds), then forced. 0 = forced at once.
     #[arg(long, value_name = "SECONDS")]
     graceful: Option<u64>,
-    /// Log format: text or json.
-    #[arg(long, default_value = "text", value_name = "FORMAT")]
-    log_format: String,
+    /// Log format: text or json [default: text].
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
     /// Log filter (tracing EnvFilter syntax), e.g. info or mgw_control=debug. Also RUST_LOG.
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -266,7 +266,7 @@ fn init_logging(args: &RunArgs) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match args.log_format.as_str() {
+    match args.log_format.as_deref().unwrap_or("text") {
         "text" => builder.init(),
         "json" => builder.json().init(),
         other => return Err(format!("--log-format {other:?} must be text or json")),
@@ -348,7 +348,7 @@ fn main() -> ExitCode {
         }
         Cmd::Config {
             what: ConfigCmd::Check { file },
-        } => match config::load(&file) {
+        } => match build_config(&RunArgs { config: Some(file.clone()), ..RunArgs::default() }) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS

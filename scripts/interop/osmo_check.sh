@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Check 1: libosmo-mgcp-client (Osmocom's call-agent library) against mgw.
+# Each case runs its own mgw (ports chosen now, 127.0.0.1 only) plus a tiny call
+# agent that answers mgw's RSIP, then runs osmo_client in one mode.
+# Prints "RESULT <case> PASS|FAIL" per case; exit status = number of failed cases.
+#
+# usage: osmo_check.sh [WORKDIR]      (env: MGW_BIN, OSMO_CLIENT, DOMAIN, VERBOSE=1)
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+
+WORK="${1:-$(mktemp -d /tmp/mgw-interop.XXXXXX)}"
+mkdir -p "$WORK"
+trap 'stop_mgw; cleanup_children' EXIT
+trap 'exit 130' INT TERM
+
+failed=0
+
+# run_case NAME osmo_client-args...
+run_case() {
+    local name=$1; shift
+    local mp cp lp rtp low rc
+    read -r mp cp lp rtp <<<"$(free_udp_ports 4)"
+    low=$(free_udp_range 64) || { echo "RESULT $name FAIL (no free port range)"; failed=$((failed + 1)); return; }
+    start_ca "$cp" "$WORK/$name.ca.log"
+    if ! start_mgw "$mp" "$cp" "$low" "$((low + 63))" "$WORK/$name.mgw.log"; then
+        echo "RESULT $name FAIL (mgw did not start)"; failed=$((failed + 1)); cleanup_children; return
+    fi
+    echo "== $name: osmo_client $* (mgw 127.0.0.1:$mp, client port $lp)"
+    timeout 25 "$OSMO_CLIENT" --mgw-port "$mp" --local-port "$lp" --domain "$DOMAIN" \
+        --rtp-port "$rtp" --timeout 15 ${VERBOSE:+--verbose} "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    rc=$?
+    cat "$WORK/$name.out"
+    if [ "$rc" -ne 0 ]; then
+        echo "-- $name: osmo_client exit status $rc; its stderr (library log):"
+        sed 's/^/   /' "$WORK/$name.err"
+        echo "-- mgw log tail:"; tail -n 15 "$WORK/$name.mgw.log" | sed 's/^/   /'
+        echo "RESULT $name FAIL"; failed=$((failed + 1))
+    else
+        echo "RESULT $name PASS"
+    fi
+    stop_mgw
+    cleanup_children
+}
+
+run_case osmo-msg-specific --mode msg --endpoint "rtpbridge/1@$DOMAIN"
+run_case osmo-msg-wildcard --mode msg
+run_case osmo-fsm-wildcard --mode fsm
+run_case osmo-fsm-specific --mode fsm --endpoint "rtpbridge/7@$DOMAIN"
+run_case osmo-msg-e1 --mode msg --endpoint "ds/e1-1/3@$DOMAIN"
+exit "$failed"
