@@ -28,10 +28,18 @@ fuzz_target!(|data: &[u8]| {
     let mut last = MatchResult::Partial;
     for &b in events {
         let before = c.digits().to_owned();
-        let r = if b == 0 { c.timeout() } else { c.push(b as char) };
+        let r = if b == 0 {
+            c.timeout()
+        } else {
+            c.push(b as char)
+        };
         if last.is_final() {
             assert_eq!(r, last, "a final result must stick");
-            assert_eq!(c.digits(), before, "no event is recorded after a final result");
+            assert_eq!(
+                c.digits(),
+                before,
+                "no event is recorded after a final result"
+            );
         }
         assert_eq!(r, c.result());
         assert_eq!(c.timer().is_none(), r.is_final());

@@ -30,7 +30,12 @@ fuzz_target!(|data: &[u8]| {
                 String::from_utf8_lossy(&bytes)
             ),
         };
-        assert_eq!(m, m2, "parse(emit(m)) != m for {:?}", String::from_utf8_lossy(&bytes));
+        assert_eq!(
+            m,
+            m2,
+            "parse(emit(m)) != m for {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         assert_eq!(bytes, m2.to_bytes(), "emit is not stable");
         ok.push(m);
     }

@@ -13,9 +13,8 @@ use mgcp::digitmap::DigitMap;
 use mgcp::params::{
     format_response_ack, parse_observed_events, parse_requested_events, parse_requested_info,
     parse_response_ack, parse_signal_requests, BearerInformation, CallId, ConnectionId,
-    ConnectionMode, ConnectionParameters, EventName, List, LocalConnectionOptions,
-    MaxMgcpDatagram, NotifiedEntity, QuarantineHandling, ReasonCode, RestartDelay,
-    RestartMethod,
+    ConnectionMode, ConnectionParameters, EventName, List, LocalConnectionOptions, MaxMgcpDatagram,
+    NotifiedEntity, QuarantineHandling, ReasonCode, RestartDelay, RestartMethod,
 };
 use mgcp::{Error, ParamName};
 
@@ -30,7 +29,10 @@ where
     let text = emit(&v);
     match parse(&text) {
         Ok(v2) => {
-            assert_eq!(v, v2, "{what}: parse(emit(v)) != v; input {s:?}, emitted {text:?}");
+            assert_eq!(
+                v, v2,
+                "{what}: parse(emit(v)) != v; input {s:?}, emitted {text:?}"
+            );
             assert_eq!(text, emit(&v2), "{what}: emit not stable; input {s:?}");
         }
         Err(e) => panic!("{what}: emitted {text:?} (from {s:?}) does not parse: {e}"),
@@ -47,14 +49,32 @@ fuzz_target!(|data: &[u8]| {
 
     roundtrip("ConnectionMode", s, ConnectionMode::parse, display);
     roundtrip("EventName", s, EventName::parse, display);
-    roundtrip("RequestedEvents", s, parse_requested_events, |v| List(v).to_string());
-    roundtrip("SignalRequests", s, parse_signal_requests, |v| List(v).to_string());
-    roundtrip("ObservedEvents", s, parse_observed_events, |v| List(v).to_string());
-    roundtrip("LocalConnectionOptions", s, LocalConnectionOptions::parse, display);
+    roundtrip("RequestedEvents", s, parse_requested_events, |v| {
+        List(v).to_string()
+    });
+    roundtrip("SignalRequests", s, parse_signal_requests, |v| {
+        List(v).to_string()
+    });
+    roundtrip("ObservedEvents", s, parse_observed_events, |v| {
+        List(v).to_string()
+    });
+    roundtrip(
+        "LocalConnectionOptions",
+        s,
+        LocalConnectionOptions::parse,
+        display,
+    );
     roundtrip("RestartMethod", s, RestartMethod::parse, display);
-    roundtrip("RequestedInfo", s, parse_requested_info, |v| List(v).to_string());
+    roundtrip("RequestedInfo", s, parse_requested_info, |v| {
+        List(v).to_string()
+    });
     roundtrip("QuarantineHandling", s, QuarantineHandling::parse, display);
-    roundtrip("ConnectionParameters", s, ConnectionParameters::parse, display);
+    roundtrip(
+        "ConnectionParameters",
+        s,
+        ConnectionParameters::parse,
+        display,
+    );
     roundtrip("ReasonCode", s, ReasonCode::parse, display);
     roundtrip("BearerInformation", s, BearerInformation::parse, display);
     roundtrip("NotifiedEntity", s, NotifiedEntity::parse, display);
@@ -62,10 +82,16 @@ fuzz_target!(|data: &[u8]| {
     roundtrip("MaxMgcpDatagram", s, MaxMgcpDatagram::parse, display);
     roundtrip("CallId", s, CallId::parse, display);
     roundtrip("ConnectionId", s, ConnectionId::parse, display);
-    roundtrip("ResponseAck", s, parse_response_ack, |v| format_response_ack(v));
+    roundtrip("ResponseAck", s, parse_response_ack, |v| {
+        format_response_ack(v)
+    });
     roundtrip("DigitMap", s, DigitMap::parse, |m| m.as_str().to_owned());
 
     if let Some(p) = ParamName::from_code(s) {
-        assert_eq!(ParamName::from_code(p.code()), Some(p.clone()), "ParamName code {s:?}");
+        assert_eq!(
+            ParamName::from_code(p.code()),
+            Some(p.clone()),
+            "ParamName code {s:?}"
+        );
     }
 });

@@ -46,5 +46,6 @@ run_case osmo-msg-specific --mode msg --endpoint "rtpbridge/1@$DOMAIN"
 run_case osmo-msg-wildcard --mode msg
 run_case osmo-fsm-wildcard --mode fsm
 run_case osmo-fsm-specific --mode fsm --endpoint "rtpbridge/7@$DOMAIN"
-run_case osmo-msg-e1 --mode msg --endpoint "ds/e1-1/3@$DOMAIN"
+run_case osmo-msg-e1 --mode msg --codec PCMA --endpoint "ds/e1-1/3@$DOMAIN"
+run_case osmo-fsm-x-osmo-ign --mode fsm --x-osmo-ign
 exit "$failed"

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <osmocom/core/application.h>
 #include <osmocom/core/fsm.h>
@@ -48,6 +49,8 @@ static const char *opt_mode = "msg";
 static int opt_rtp_port = 4000;     /* port we claim to receive RTP on */
 static int opt_timeout = 15;        /* seconds for the whole run */
 static int opt_verbose;
+static int opt_x_osmo_ign;       /* add "X-Osmo-IGN: C" (as osmo-bsc does for SCCPlite) */
+static enum mgcp_codecs opt_codec = CODEC_PCMU_8000_1;
 
 static void *g_ctx;
 static struct mgcp_client *g_mgcp;
@@ -228,8 +231,9 @@ static void msg_resp_cb(struct mgcp_response *r, void *priv)
 			     r->audio_port);
 			return;
 		}
-		if (!codec_listed(r, CODEC_PCMU_8000_1)) {
-			fail("CRCX#1: PCMU (PT 0) not in the answered m= line (%u codecs)", r->codecs_len);
+		if (!codec_listed(r, opt_codec)) {
+			fail("CRCX#1: %s not in the answered m= line (%u codecs)", osmo_mgcpc_codec_name(opt_codec),
+			     r->codecs_len);
 			return;
 		}
 		if (r->head.endpoint[0]) {
@@ -321,8 +325,12 @@ static void run_step(void)
 		OSMO_STRLCPY_ARRAY(m.endpoint, S.endpoint);
 		m.call_id = S.call_id;
 		m.conn_mode = MGCP_CONN_RECV_ONLY;
+		if (opt_x_osmo_ign) {
+			m.presence |= MGCP_MSG_PRESENCE_X_OSMO_IGN;
+			m.x_osmo_ign = MGCP_X_OSMO_IGN_CALLID;
+		}
 		m.ptime = 20;
-		m.codecs[0] = CODEC_PCMU_8000_1;
+		m.codecs[0] = opt_codec;
 		m.codecs_len = 1;
 		break;
 	case ST_CRCX2:
@@ -336,7 +344,7 @@ static void run_step(void)
 		m.audio_ip = (char *)opt_local_addr;
 		m.audio_port = (uint16_t)(opt_rtp_port + 2);
 		m.ptime = 20;
-		m.codecs[0] = CODEC_PCMU_8000_1;
+		m.codecs[0] = opt_codec;
 		m.codecs_len = 1;
 		break;
 	case ST_MDCX1:
@@ -350,7 +358,7 @@ static void run_step(void)
 		m.audio_ip = (char *)opt_local_addr;
 		m.audio_port = (uint16_t)opt_rtp_port;
 		m.ptime = 20;
-		m.codecs[0] = CODEC_PCMU_8000_1;
+		m.codecs[0] = opt_codec;
 		m.codecs_len = 1;
 		break;
 	case ST_DLCX1:
@@ -404,6 +412,8 @@ static struct {
 	char ci[MGCP_CONN_ID_MAXLEN];
 	unsigned int call_id;
 	uint16_t port;
+	struct osmo_timer_list poll;
+	int polls;
 } F;
 
 static void verify_resp_cb(struct mgcp_response *r, void *priv)
@@ -421,11 +431,36 @@ static void verify_resp_cb(struct mgcp_response *r, void *priv)
 	finish(0);
 }
 
+/* Poll until the library's MGCP_CONN instance is gone, then MDCX the deleted CI. */
+static void dlcx_poll_cb(void *data)
+{
+	struct osmo_fsm *conn_fsm = osmo_fsm_find_by_name("MGCP_CONN");
+	struct mgcp_msg m;
+
+	(void)data;
+	if (g_done)
+		return;
+	if (conn_fsm && !llist_empty(&conn_fsm->instances) && ++F.polls < 300) {
+		osmo_timer_schedule(&F.poll, 0, 20000);
+		return;
+	}
+	ok("FSM DLCX: the library's connection FSM ended after %d ms", F.polls * 20);
+	F.phase = PH_VERIFY;
+	memset(&m, 0, sizeof(m));
+	m.verb = MGCP_VERB_MDCX;
+	m.presence = MGCP_MSG_PRESENCE_ENDPOINT | MGCP_MSG_PRESENCE_CALL_ID | MGCP_MSG_PRESENCE_CONN_ID |
+		     MGCP_MSG_PRESENCE_CONN_MODE;
+	OSMO_STRLCPY_ARRAY(m.endpoint, F.endpoint);
+	m.call_id = F.call_id;
+	m.conn_id = F.ci;
+	m.conn_mode = MGCP_CONN_RECV_SEND;
+	send_msg(&m, verify_resp_cb, NULL);
+}
+
 static void parent_action(struct osmo_fsm_inst *fi, uint32_t event, void *data)
 {
 	const struct mgcp_conn_peer *remote = data;
 	struct mgcp_conn_peer peer;
-	struct mgcp_msg m;
 
 	(void)fi;
 	if (g_done)
@@ -451,7 +486,7 @@ static void parent_action(struct osmo_fsm_inst *fi, uint32_t event, void *data)
 		OSMO_STRLCPY_ARRAY(peer.addr, opt_local_addr);
 		peer.port = (uint16_t)opt_rtp_port;
 		peer.ptime = 20;
-		peer.codecs[0] = CODEC_PCMU_8000_1;
+		peer.codecs[0] = opt_codec;
 		peer.codecs_len = 1;
 		F.phase = PH_MDCX;
 		if (mgcp_conn_modify(F.conn, PEV_CONN_OK, &peer) < 0)
@@ -468,27 +503,15 @@ static void parent_action(struct osmo_fsm_inst *fi, uint32_t event, void *data)
 		}
 		ok("FSM MDCX -> MGW RTP %s:%u", remote->addr, remote->port);
 		F.phase = PH_DLCX;
+		/* mgcp_conn_delete() unlinks the FSM from its parent: no event comes
+		 * back. The FSM frees itself on the DLCX answer (or after its own 4 s
+		 * timeout), so watch its instance list, then verify on the wire. */
 		mgcp_conn_delete(F.conn);
+		F.conn = NULL;
+		osmo_timer_schedule(&F.poll, 0, 20000);
 		return;
 	case PH_DLCX:
-		if (event != PEV_CONN_TERM) {
-			fail("FSM DLCX: unexpected event %s", get_value_string(parent_ev_names, event));
-			return;
-		}
-		F.conn = NULL;
-		ok("FSM DLCX done (connection FSM terminated)");
-		/* The FSM reports DLCX success and failure alike as termination:
-		 * check with a plain MDCX that the connection is really gone. */
-		F.phase = PH_VERIFY;
-		memset(&m, 0, sizeof(m));
-		m.verb = MGCP_VERB_MDCX;
-		m.presence = MGCP_MSG_PRESENCE_ENDPOINT | MGCP_MSG_PRESENCE_CALL_ID | MGCP_MSG_PRESENCE_CONN_ID |
-			     MGCP_MSG_PRESENCE_CONN_MODE;
-		OSMO_STRLCPY_ARRAY(m.endpoint, F.endpoint);
-		m.call_id = F.call_id;
-		m.conn_id = F.ci;
-		m.conn_mode = MGCP_CONN_RECV_SEND;
-		send_msg(&m, verify_resp_cb, NULL);
+		fail("FSM DLCX: unexpected event %s to the parent", get_value_string(parent_ev_names, event));
 		return;
 	case PH_VERIFY:
 		return;
@@ -527,10 +550,12 @@ static int run_fsm_mode(void)
 	OSMO_STRLCPY_ARRAY(peer.endpoint, opt_endpoint ? opt_endpoint : mgcp_client_rtpbridge_wildcard(g_mgcp));
 	F.call_id = 0x4242;
 	peer.call_id = F.call_id;
+	peer.x_osmo_ign = opt_x_osmo_ign ? MGCP_X_OSMO_IGN_CALLID : 0;
 	peer.ptime = 20;
-	peer.codecs[0] = CODEC_PCMU_8000_1;
+	peer.codecs[0] = opt_codec;
 	peer.codecs_len = 1;
 	F.phase = PH_CRCX;
+	osmo_timer_setup(&F.poll, dlcx_poll_cb, NULL);
 	ok("FSM CRCX on %s (messages: see the tshark capture)", peer.endpoint);
 	F.conn = mgcp_conn_create(g_mgcp, parent, PEV_CONN_TERM, PEV_CONN_OK, &peer);
 	if (!F.conn) {
@@ -549,7 +574,8 @@ static void usage(const char *argv0)
 {
 	fprintf(stderr,
 		"usage: %s --mgw-port P [--mgw-addr A] [--local-port P] [--local-addr A] [--domain D]\n"
-		"          [--endpoint NAME@D] [--mode msg|fsm] [--rtp-port P] [--timeout S] [--verbose]\n"
+		"          [--endpoint NAME@D] [--mode msg|fsm] [--rtp-port P] [--timeout S] [--codec PCMU|PCMA]\n"
+		"          [--x-osmo-ign] [--verbose]\n"
 		"  without --endpoint the library's wildcard (mgcp_client_rtpbridge_wildcard) is used.\n",
 		argv0);
 }
@@ -566,6 +592,8 @@ int main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "rtp-port", required_argument, NULL, 'r' },
 		{ "timeout", required_argument, NULL, 't' },
+		{ "codec", required_argument, NULL, 'c' },
+		{ "x-osmo-ign", no_argument, NULL, 'x' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -573,7 +601,7 @@ int main(int argc, char **argv)
 	struct mgcp_client_conf conf;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "A:P:a:p:d:e:m:r:t:vh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "A:P:a:p:d:e:m:r:t:c:xvh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'A': opt_mgw_addr = optarg; break;
 		case 'P': opt_mgw_port = atoi(optarg); break;
@@ -584,6 +612,17 @@ int main(int argc, char **argv)
 		case 'm': opt_mode = optarg; break;
 		case 'r': opt_rtp_port = atoi(optarg); break;
 		case 't': opt_timeout = atoi(optarg); break;
+		case 'c':
+			if (strcasecmp(optarg, "PCMU") == 0)
+				opt_codec = CODEC_PCMU_8000_1;
+			else if (strcasecmp(optarg, "PCMA") == 0)
+				opt_codec = CODEC_PCMA_8000_1;
+			else {
+				fprintf(stderr, "%s: --codec PCMU or PCMA\n", argv[0]);
+				return 2;
+			}
+			break;
+		case 'x': opt_x_osmo_ign = 1; break;
 		case 'v': opt_verbose = 1; break;
 		case 'h': usage(argv[0]); return 0;
 		default: usage(argv[0]); return 2;

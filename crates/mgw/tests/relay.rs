@@ -815,6 +815,19 @@ fn ports_return_after_dlcx(backend: &str) {
     for cycle in 0..200u32 {
         let call = format!("{:x}", 0x1000 + cycle);
         let ep = "rtpbridge/2";
+        for (k, sd) in [(0, &sdp_a), (1, &sdp_b)] {
+            let r = gw.cmd(&format!("CRCX {} rtpbridge/3@mgw MGCP 1.0\r\nC: {call}\r\nM: sendrecv\r\n\r\n{sd}", tid()));
+            if r.code.0 != 200 {
+                eprintln!("DIAG {backend} cycle {cycle} leg {k}: {r:?}");
+                for _ in 0..5 {
+                    thread::sleep(Duration::from_millis(200));
+                    let r = gw.cmd(&format!("CRCX {} rtpbridge/30@mgw MGCP 1.0\r\nC: {call}\r\nM: sendrecv\r\n\r\n{sd}", tid()));
+                    eprintln!("DIAG  retry {}", r.code.0);
+                }
+                panic!("diag");
+            }
+        }
+        gw.cmd(&format!("DLCX {} rtpbridge/3@mgw MGCP 1.0\r\nC: {call}\r\n", tid()));
         let (ia, porta) = crcx(&gw, ep, &call, "sendrecv", &sdp_a);
         let (_ib, portb) = crcx(&gw, ep, &call, "sendrecv", &sdp_b);
         let a = Leg {
