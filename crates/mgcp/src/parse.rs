@@ -155,6 +155,15 @@ pub fn parse_message(text: &str) -> Result<Message, ParseError> {
     if text.len() > MAX_DATAGRAM {
         return Err(ParseError::protocol(None, "message too large"));
     }
+    // A carriage return that does not end a line is not a line end; it is read as a
+    // space, which is also how the emitter writes one (so parse → emit → parse is stable).
+    let normalised;
+    let text = if text.contains('\r') {
+        normalised = text.replace("\r\n", "\n").replace('\r', " ");
+        normalised.as_str()
+    } else {
+        text
+    };
     let mut it = lines(text).skip_while(|l| is_blank(l));
     let header = it
         .next()
@@ -637,6 +646,24 @@ mod tests {
             }
             let r = parse_datagram(&buf);
             assert!(!r.is_empty());
+        }
+    }
+}
+
+#[cfg(test)]
+mod bare_cr_tests {
+    use super::*;
+
+    #[test]
+    fn bare_carriage_returns_read_as_spaces_and_round_trip() {
+        for input in ["200 1 a\rb\n", "200 1 OK\n\nv=0\r\r\n", "200 1 a\r\n", "\r200 1 x\n"] {
+            let m = parse_message(input).unwrap();
+            let again = parse_message(std::str::from_utf8(&m.to_bytes()).unwrap()).unwrap();
+            assert_eq!(m, again, "{input:?}");
+        }
+        match parse_message("200 1 a\rb\n").unwrap() {
+            Message::Response(r) => assert_eq!(r.comment, "a b"),
+            other => panic!("{other:?}"),
         }
     }
 }
