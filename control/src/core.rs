@@ -5,7 +5,7 @@
 //! Every command is validated completely before anything is changed, so a failing
 //! command leaves no trace (a failed CRCX allocates nothing).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -35,6 +35,22 @@ pub trait MediaPlane {
     fn release(&mut self, port: u16);
     /// Queues a command for a worker without blocking; gives it back when the queue is full.
     fn send(&mut self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd>;
+    /// The I/O backend's name, for status.
+    fn backend_name(&self) -> String {
+        "none".into()
+    }
+    /// Number of dataplane workers.
+    fn worker_count(&self) -> usize {
+        0
+    }
+    /// Dataplane events dropped because the event channel was full.
+    fn dropped_events(&self) -> u64 {
+        0
+    }
+    /// RTP port pairs in use.
+    fn ports_in_use(&self) -> usize {
+        0
+    }
 }
 
 /// Settings of the core.
@@ -216,6 +232,11 @@ impl<M: MediaPlane> Core<M> {
     /// Connections whose sockets the dataplane has not closed yet.
     pub fn removals_pending(&self) -> usize {
         self.removing.len()
+    }
+
+    /// The media plane.
+    pub fn media(&self) -> &M {
+        &self.media
     }
 
     /// Gives the media plane back (shutdown).
@@ -1216,5 +1237,181 @@ impl<M: MediaPlane> Core<M> {
             self.reg.endpoints[ei].notify.clear();
         }
         n
+    }
+}
+
+impl<M: MediaPlane> Core<M> {
+    /// Every endpoint, for the admin API.
+    pub fn endpoints_info(&self) -> Vec<crate::admin::EndpointInfo> {
+        (0..self.reg.endpoints.len())
+            .map(|ei| {
+                let ep = &self.reg.endpoints[ei];
+                crate::admin::EndpointInfo {
+                    name: self.full_name(ei),
+                    kind: match ep.spec.kind {
+                        EndpointKind::Ds { .. } => "ds".into(),
+                        EndpointKind::RtpBridge(_) => "rtpbridge".into(),
+                    },
+                    state: if ep.connections.is_empty() {
+                        "idle".into()
+                    } else {
+                        "active".into()
+                    },
+                    connections: ep.connections.len(),
+                    request_id: ep.notify.request_id.clone(),
+                    notified_entity: ep.notified_entity.as_ref().map(|(t, _)| t.clone()),
+                }
+            })
+            .collect()
+    }
+
+    /// Every connection with live statistics, for the admin API.
+    pub fn connections_info(&self) -> Vec<crate::admin::ConnectionInfo> {
+        let mut v = Vec::new();
+        for (ei, ep) in self.reg.endpoints.iter().enumerate() {
+            for c in &ep.connections {
+                let s = c.counters.snapshot();
+                v.push(crate::admin::ConnectionInfo {
+                    endpoint: self.full_name(ei),
+                    id: c.id.as_str().to_string(),
+                    call_id: c.call.as_str().to_string(),
+                    mode: c.mode.to_string(),
+                    local_port: c.port,
+                    remote: c.remote.as_ref().and_then(|r| r.rtp).map(|a| a.to_string()),
+                    codecs: c
+                        .payloads
+                        .iter()
+                        .map(|p| format!("{} {}/{}", p.pt, p.codec.name, p.codec.clock_rate))
+                        .collect(),
+                    rtp: crate::admin::RtpStats {
+                        packets_sent: s.packets_sent,
+                        octets_sent: s.octets_sent,
+                        packets_received: s.packets_recv,
+                        octets_received: s.octets_recv,
+                        packets_lost: s.packets_lost,
+                        jitter_ms: s.jitter_us / 1000,
+                        latency_ms: s.rtt_us / 1000,
+                        dropped_source: s.dropped_source,
+                        dropped_mode: s.dropped_mode,
+                        dropped_invalid: s.dropped_invalid,
+                    },
+                });
+            }
+        }
+        v
+    }
+
+    /// Adds the core's metric families.
+    pub fn write_metrics(&self, m: &mut crate::admin::Metrics) {
+        m.family(
+            "mgw_mgcp_commands",
+            "counter",
+            "MGCP commands executed, by verb and return code",
+        );
+        let mut cmds: Vec<_> = self.stats.commands.iter().collect();
+        cmds.sort_by_key(|((v, c), _)| (v.as_str(), *c));
+        for ((verb, code), n) in cmds {
+            m.sample(
+                "mgw_mgcp_commands_total",
+                &[("verb", verb.as_str()), ("code", &format!("{code:03}"))],
+                *n,
+            );
+        }
+        m.family(
+            "mgw_notifications",
+            "counter",
+            "Notifications (NTFY) queued",
+        );
+        m.sample("mgw_notifications_total", &[], self.stats.notifies);
+        m.family(
+            "mgw_dataplane_queue_full",
+            "counter",
+            "Dataplane commands that found a full worker queue",
+        );
+        m.sample(
+            "mgw_dataplane_queue_full_total",
+            &[],
+            self.stats.dataplane_full,
+        );
+        let mut by_state: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+        let mut by_mode: BTreeMap<String, u64> = BTreeMap::new();
+        let mut drops = [0u64; 3];
+        let (mut pin, mut pout, mut bin, mut bout, mut lost) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut max_jitter = 0u64;
+        for ep in &self.reg.endpoints {
+            let kind = match ep.spec.kind {
+                EndpointKind::Ds { .. } => "ds",
+                EndpointKind::RtpBridge(_) => "rtpbridge",
+            };
+            let state = if ep.connections.is_empty() {
+                "idle"
+            } else {
+                "active"
+            };
+            *by_state.entry((kind, state)).or_default() += 1;
+            for c in &ep.connections {
+                *by_mode.entry(c.mode.to_string()).or_default() += 1;
+                let s = c.counters.snapshot();
+                drops[0] += s.dropped_source;
+                drops[1] += s.dropped_mode;
+                drops[2] += s.dropped_invalid;
+                pin += s.packets_recv;
+                pout += s.packets_sent;
+                bin += s.octets_recv;
+                bout += s.octets_sent;
+                lost += s.packets_lost;
+                max_jitter = max_jitter.max(s.jitter_us);
+            }
+        }
+        m.family("mgw_endpoints", "gauge", "Endpoints by kind and state");
+        for ((kind, state), n) in by_state {
+            m.sample("mgw_endpoints", &[("kind", kind), ("state", state)], n);
+        }
+        m.family("mgw_connections", "gauge", "Live connections by mode");
+        for (mode, n) in &by_mode {
+            m.sample("mgw_connections", &[("mode", mode)], *n);
+        }
+        m.family(
+            "mgw_rtp_packets",
+            "gauge",
+            "RTP packets of live connections",
+        );
+        m.sample("mgw_rtp_packets", &[("direction", "in")], pin);
+        m.sample("mgw_rtp_packets", &[("direction", "out")], pout);
+        m.family(
+            "mgw_rtp_octets",
+            "gauge",
+            "RTP payload octets of live connections",
+        );
+        m.sample("mgw_rtp_octets", &[("direction", "in")], bin);
+        m.sample("mgw_rtp_octets", &[("direction", "out")], bout);
+        m.family(
+            "mgw_rtp_lost_packets",
+            "gauge",
+            "RTP packets lost on live connections (RFC 3550)",
+        );
+        m.sample("mgw_rtp_lost_packets", &[], lost);
+        m.family(
+            "mgw_rtp_jitter_max_microseconds",
+            "gauge",
+            "Largest interarrival jitter among live connections",
+        );
+        m.sample("mgw_rtp_jitter_max_microseconds", &[], max_jitter);
+        m.family(
+            "mgw_rtp_dropped_packets",
+            "gauge",
+            "RTP packets dropped on live connections, by reason",
+        );
+        m.sample(
+            "mgw_rtp_dropped_packets",
+            &[("reason", "source_check")],
+            drops[0],
+        );
+        m.sample("mgw_rtp_dropped_packets", &[("reason", "mode")], drops[1]);
+        m.sample(
+            "mgw_rtp_dropped_packets",
+            &[("reason", "invalid")],
+            drops[2],
+        );
     }
 }

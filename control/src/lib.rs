@@ -31,9 +31,11 @@
 //! enough). The dataplane workers are separate pinned threads; commands go to them with
 //! non-blocking `try_send`, events come back over a bounded channel.
 
+pub mod admin;
 pub mod core;
 pub mod endpoint;
 mod events;
+mod http;
 mod sdp;
 mod server;
 
@@ -88,6 +90,8 @@ pub struct GatewayConfig {
     pub rtp_latch: bool,
     /// Packetization period offered by default (ms).
     pub default_ptime: u32,
+    /// Admin HTTP server (metrics and JSON API); `None` = off.
+    pub http_bind: Option<SocketAddr>,
 }
 
 impl Default for GatewayConfig {
@@ -105,6 +109,7 @@ impl Default for GatewayConfig {
             leave_timeout: Duration::from_secs(3),
             rtp_latch: false,
             default_ptime: 20,
+            http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 9427))),
         }
     }
 }
@@ -146,15 +151,35 @@ impl MediaPlane for RealMedia {
     fn send(&mut self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd> {
         self.dataplane.send(cmd)
     }
+
+    fn backend_name(&self) -> String {
+        match self.dataplane.backend() {
+            mgw_dataplane::Backend::IoUring => "io_uring".into(),
+            mgw_dataplane::Backend::Epoll => "epoll".into(),
+        }
+    }
+
+    fn worker_count(&self) -> usize {
+        self.dataplane.workers()
+    }
+
+    fn dropped_events(&self) -> u64 {
+        self.dataplane.dropped_events()
+    }
+
+    fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
 }
 
 /// Runs the gateway until `shutdown` completes, then says goodbye (RSIP) and returns.
 ///
-/// `on_ready` is called with the bound MGCP address once the socket is up.
+/// `on_ready` is called with the bound MGCP address and the admin HTTP address (when
+/// enabled) once the sockets are up.
 pub async fn run(
     cfg: GatewayConfig,
     shutdown: impl Future<Output = ()>,
-    on_ready: impl FnOnce(SocketAddr),
+    on_ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
 ) -> Result<(), RunError> {
     if cfg.call_agents.is_empty() {
         return Err(RunError::Config("at least one call agent is needed".into()));
@@ -236,7 +261,21 @@ pub async fn run(
         cfg.call_agents.clone(),
         seed,
     );
-    on_ready(local);
+    let (admin_tx, admin_rx) = mpsc::channel(64);
+    let http = match cfg.http_bind {
+        Some(bind) => {
+            let (addr, task) = http::serve(bind, admin_tx)
+                .await
+                .map_err(|source| RunError::Bind { addr: bind, source })?;
+            info!(%addr, "admin HTTP: /metrics, /api/status, /api/endpoints, /api/connections, /api/calls");
+            Some((addr, task))
+        }
+        None => {
+            drop(admin_tx);
+            None
+        }
+    };
+    on_ready(local, http.as_ref().map(|(a, _)| *a));
     let server = server::Server {
         socket,
         agent,
@@ -244,8 +283,15 @@ pub async fn run(
         dp_events: rx,
         shutdown_method: cfg.shutdown,
         leave_timeout: cfg.leave_timeout,
+        admin: admin_rx,
+        started: std::time::Instant::now(),
+        mgcp_addr: local,
+        domain: cfg.domain.clone(),
     };
     let core = server.run_to_end(shutdown).await;
+    if let Some((_, task)) = http {
+        task.abort();
+    }
     // Stop the workers; the bridge thread ends when their channel closes.
     let RealMedia { dataplane, .. } = core.into_media();
     dataplane.shutdown();

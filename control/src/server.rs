@@ -14,7 +14,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::admin::{calls_of, Metrics, StatusInfo};
 use crate::core::{Core, MediaPlane};
+use crate::http::{AdminQuery, AdminReply, AdminRequest};
 use crate::ShutdownMethod;
 
 /// Most datagrams handled per wake-up before the loop polls timers again.
@@ -47,6 +49,10 @@ pub(crate) struct Server<M: MediaPlane> {
     pub(crate) dp_events: mpsc::Receiver<DataplaneEvent>,
     pub(crate) shutdown_method: ShutdownMethod,
     pub(crate) leave_timeout: Duration,
+    pub(crate) admin: mpsc::Receiver<AdminRequest>,
+    pub(crate) started: Instant,
+    pub(crate) mgcp_addr: SocketAddr,
+    pub(crate) domain: String,
 }
 
 impl<M: MediaPlane> Server<M> {
@@ -110,6 +116,10 @@ impl<M: MediaPlane> Server<M> {
                 }
                 _ = tick.tick() => {
                     self.core.tick();
+                }
+                Some(req) = self.admin.recv() => {
+                    let reply = self.admin_reply(req.query);
+                    let _ = req.reply.send(reply);
                 }
             }
             let now = Instant::now();
@@ -189,6 +199,159 @@ impl<M: MediaPlane> Server<M> {
             self.agent.send_command(now, out.command, dest);
         }
         rsip_done
+    }
+
+    fn admin_reply(&self, q: AdminQuery) -> AdminReply {
+        let json = |v: Result<serde_json::Value, serde_json::Error>| {
+            AdminReply::Json(v.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })))
+        };
+        match q {
+            AdminQuery::Metrics => AdminReply::Text(self.metrics()),
+            AdminQuery::Endpoints => json(serde_json::to_value(self.core.endpoints_info())),
+            AdminQuery::Connections => json(serde_json::to_value(self.core.connections_info())),
+            AdminQuery::Calls => json(serde_json::to_value(calls_of(
+                &self.core.connections_info(),
+            ))),
+            AdminQuery::Status => {
+                let conns = self.core.connections_info();
+                let status = StatusInfo {
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    domain: self.domain.clone(),
+                    mgcp: self.mgcp_addr.to_string(),
+                    uptime_s: self.started.elapsed().as_secs(),
+                    link: format!("{:?}", self.agent.state()).to_ascii_lowercase(),
+                    call_agent: self.agent.call_agent().to_string(),
+                    backend: self.core.media().backend_name(),
+                    workers: self.core.media().worker_count(),
+                    endpoints: self.core.endpoint_count(),
+                    connections: conns.len(),
+                    calls: calls_of(&conns).len(),
+                };
+                json(serde_json::to_value(status))
+            }
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let mut m = Metrics::default();
+        self.core.write_metrics(&mut m);
+        let s = self.agent.stats();
+        m.family(
+            "mgw_mgcp_retransmissions",
+            "counter",
+            "Gateway-originated commands retransmitted",
+        );
+        m.sample(
+            "mgw_mgcp_retransmissions_total",
+            &[],
+            s.retransmissions_sent,
+        );
+        m.family(
+            "mgw_mgcp_duplicates",
+            "counter",
+            "Retransmitted commands answered from the response history",
+        );
+        m.sample(
+            "mgw_mgcp_duplicates_total",
+            &[("state", "answered")],
+            s.duplicates_answered,
+        );
+        m.sample(
+            "mgw_mgcp_duplicates_total",
+            &[("state", "in_progress")],
+            s.duplicates_in_progress,
+        );
+        m.sample(
+            "mgw_mgcp_duplicates_total",
+            &[("state", "after_ack")],
+            s.duplicates_after_ack,
+        );
+        m.family(
+            "mgw_mgcp_response_retransmissions",
+            "counter",
+            "Final responses retransmitted while waiting for a 000 ack",
+        );
+        m.sample(
+            "mgw_mgcp_response_retransmissions_total",
+            &[],
+            s.response_retransmissions,
+        );
+        m.family(
+            "mgw_mgcp_failovers",
+            "counter",
+            "Switches to a backup call agent",
+        );
+        m.sample("mgw_mgcp_failovers_total", &[], s.failovers);
+        m.family(
+            "mgw_mgcp_failures",
+            "counter",
+            "Gateway-originated commands abandoned",
+        );
+        m.sample("mgw_mgcp_failures_total", &[], s.failures);
+        m.family(
+            "mgw_mgcp_rejected_sources",
+            "counter",
+            "Datagrams from addresses that are not call agents",
+        );
+        m.sample("mgw_mgcp_rejected_sources_total", &[], s.rejected_sources);
+        m.family(
+            "mgw_mgcp_parse_errors",
+            "counter",
+            "Unparsable messages, answered or dropped",
+        );
+        m.sample(
+            "mgw_mgcp_parse_errors_total",
+            &[("action", "answered")],
+            s.parse_errors_answered,
+        );
+        m.sample(
+            "mgw_mgcp_parse_errors_total",
+            &[("action", "dropped")],
+            s.parse_errors_dropped,
+        );
+        m.family(
+            "mgw_mgcp_transactions_in_flight",
+            "gauge",
+            "Gateway-originated transactions awaiting a response",
+        );
+        m.sample(
+            "mgw_mgcp_transactions_in_flight",
+            &[],
+            self.agent.outstanding() as u64,
+        );
+        m.family(
+            "mgw_mgcp_response_history",
+            "gauge",
+            "Responses remembered for retransmitted commands",
+        );
+        m.sample(
+            "mgw_mgcp_response_history",
+            &[],
+            self.agent.history_len() as u64,
+        );
+        m.family(
+            "mgw_dataplane_dropped_events",
+            "counter",
+            "Dataplane events dropped because the channel was full",
+        );
+        m.sample(
+            "mgw_dataplane_dropped_events_total",
+            &[],
+            self.core.media().dropped_events(),
+        );
+        m.family(
+            "mgw_rtp_ports_in_use",
+            "gauge",
+            "RTP/RTCP port pairs in use",
+        );
+        m.sample(
+            "mgw_rtp_ports_in_use",
+            &[],
+            self.core.media().ports_in_use() as u64,
+        );
+        m.family("mgw_uptime_seconds", "gauge", "Seconds since start");
+        m.sample("mgw_uptime_seconds", &[], self.started.elapsed().as_secs());
+        m.finish()
     }
 
     async fn flush(&mut self) {

@@ -13,6 +13,7 @@ def main() -> int:
     log = open(sys.argv[2], "a", buffering=1)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", port))
+    log.write("ca ready on 127.0.0.1:%d\n" % port)
     while True:
         data, peer = s.recvfrom(65535)
         text = data.decode("latin-1")

@@ -88,6 +88,13 @@ start_ca() {
     python3 "$INTEROP_DIR/ca_responder.py" "$1" "$2" &
     CA_PID=$!
     CHILD_PIDS+=("$CA_PID")
+    local i
+    for i in $(seq 1 50); do
+        grep -q "^ca ready" "$2" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "call-agent responder did not start" >&2
+    return 1
 }
 
 # Kill every child this script started, by pid.

@@ -21,6 +21,7 @@ pub(crate) struct FileConfig {
     pub(crate) ptime: Option<u32>,
     pub(crate) shutdown: Option<String>,
     pub(crate) shutdown_delay_s: Option<u64>,
+    pub(crate) http_bind: Option<String>,
     pub(crate) timers: Option<Timers>,
 }
 
@@ -54,6 +55,7 @@ rtp_latch = false
 ptime = 20
 shutdown = "forced"              # forced | graceful
 shutdown_delay_s = 0
+http_bind = "127.0.0.1:9427"     # Prometheus /metrics and the JSON API; "off" to disable
 
 [timers]
 t_hist_ms = 30000

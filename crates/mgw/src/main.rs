@@ -5,6 +5,7 @@
 
 mod config;
 mod ctl;
+mod status;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Cmd {
     Run(RunArgs),
     /// Send an MGCP command to a gateway (as a call agent would) and print the response.
     Ctl(ctl::CtlArgs),
+    /// Show the gateway's endpoints, connections and calls (from its admin HTTP server).
+    Status(status::StatusArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -85,6 +88,9 @@ struct RunArgs {
     /// On SIGTERM/SIGINT: send RSIP graceful with this delay (seconds), then forced. 0 = forced at once.
     #[arg(long, value_name = "SECONDS")]
     graceful: Option<u64>,
+    /// Admin HTTP server (Prometheus /metrics and the JSON API), or `off` [default: 127.0.0.1:9427].
+    #[arg(long, value_name = "IP:PORT|off")]
+    http_bind: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -115,6 +121,15 @@ fn host_name() -> String {
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "localhost".into())
+}
+
+fn parse_http_bind(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .map_err(|_| format!("http bind {s:?} must be IP:PORT or off"))
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -247,6 +262,9 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     if args.rtp_latch {
         cfg.rtp_latch = true;
     }
+    if let Some(h) = args.http_bind.as_deref().or(file.http_bind.as_deref()) {
+        cfg.http_bind = parse_http_bind(h)?;
+    }
     if let Some(g) = args.graceful {
         cfg.shutdown = if g == 0 {
             ShutdownMethod::Forced
@@ -313,8 +331,11 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(mgw_control::run(cfg, shutdown_signal(), |addr| {
-        // A stable line for scripts and tests that bind port 0.
+    let result = rt.block_on(mgw_control::run(cfg, shutdown_signal(), |addr, http| {
+        // Stable lines for scripts and tests that bind port 0.
+        if let Some(h) = http {
+            println!("mgw: admin HTTP on {h}");
+        }
         println!("mgw: MGCP listening on {addr}");
     }));
     match result {
@@ -330,6 +351,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Run(args) => run(args),
+        Cmd::Status(args) => match status::run(args) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mgw status: {e}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Ctl(args) => match ctl::run(args) {
             Ok(text) => {
                 print!("{text}");
@@ -348,7 +379,10 @@ fn main() -> ExitCode {
         }
         Cmd::Config {
             what: ConfigCmd::Check { file },
-        } => match build_config(&RunArgs { config: Some(file.clone()), ..RunArgs::default() }) {
+        } => match build_config(&RunArgs {
+            config: Some(file.clone()),
+            ..RunArgs::default()
+        }) {
             Ok(_) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS

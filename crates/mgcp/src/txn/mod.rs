@@ -450,7 +450,17 @@ impl Agent {
         self.current_ca = 0;
     }
 
-    /// The counters.
+    /// Gateway-originated transactions still waiting for their final response.
+    pub fn outstanding(&self) -> usize {
+        self.outgoing.len()
+    }
+
+    /// Responses remembered for retransmitted commands (all call agents).
+    pub fn history_len(&self) -> usize {
+        self.cache.values().map(BTreeMap::len).sum()
+    }
+
+    /// Counters.
     pub fn stats(&self) -> &AgentStats {
         &self.stats
     }

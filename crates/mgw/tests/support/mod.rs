@@ -16,6 +16,8 @@ pub struct Gateway {
     pub mgcp: SocketAddr,
     pub ca: CallAgent,
     pub domain: String,
+    /// The admin HTTP address.
+    pub http: Option<SocketAddr>,
 }
 
 static NEXT_RANGE: AtomicU32 = AtomicU32::new(0);
@@ -52,6 +54,8 @@ impl Gateway {
             "--workers",
             "1",
             "--no-pin",
+            "--http-bind",
+            "127.0.0.1:0",
         ];
         let has_ca = extra.contains(&"--call-agent");
         if !has_ca {
@@ -71,11 +75,15 @@ impl Gateway {
             .expect("spawn mgw");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut http = None;
         let mgcp = loop {
             let line = lines
                 .next()
                 .expect("mgw exited before it was ready")
                 .expect("read");
+            if let Some(a) = line.strip_prefix("mgw: admin HTTP on ") {
+                http = a.trim().parse().ok();
+            }
             if let Some(a) = line.strip_prefix("mgw: MGCP listening on ") {
                 break a.trim().parse().expect("address");
             }
@@ -85,6 +93,7 @@ impl Gateway {
             mgcp,
             ca,
             domain: "mgw".into(),
+            http,
         }
     }
 
@@ -129,6 +138,31 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP GET on loopback; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).expect("read");
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// The call-agent side: a UDP socket speaking MGCP.
