@@ -114,6 +114,13 @@ impl Default for GatewayConfig {
     }
 }
 
+/// A configuration change applied to a running gateway (SIGHUP).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reload {
+    /// The new call agents (first primary).
+    pub call_agents: Vec<SocketAddr>,
+}
+
 /// Errors that stop the gateway from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -180,6 +187,7 @@ pub async fn run(
     cfg: GatewayConfig,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+    reloads: mpsc::Receiver<Reload>,
 ) -> Result<(), RunError> {
     if cfg.call_agents.is_empty() {
         return Err(RunError::Config("at least one call agent is needed".into()));
@@ -284,6 +292,7 @@ pub async fn run(
         shutdown_method: cfg.shutdown,
         leave_timeout: cfg.leave_timeout,
         admin: admin_rx,
+        reloads,
         started: std::time::Instant::now(),
         mgcp_addr: local,
         domain: cfg.domain.clone(),

@@ -50,6 +50,7 @@ pub(crate) struct Server<M: MediaPlane> {
     pub(crate) shutdown_method: ShutdownMethod,
     pub(crate) leave_timeout: Duration,
     pub(crate) admin: mpsc::Receiver<AdminRequest>,
+    pub(crate) reloads: mpsc::Receiver<crate::Reload>,
     pub(crate) started: Instant,
     pub(crate) mgcp_addr: SocketAddr,
     pub(crate) domain: String,
@@ -116,6 +117,14 @@ impl<M: MediaPlane> Server<M> {
                 }
                 _ = tick.tick() => {
                     self.core.tick();
+                }
+                Some(r) = self.reloads.recv() => {
+                    if r.call_agents.is_empty() {
+                        warn!("reload with no call agent ignored");
+                    } else {
+                        info!(call_agents = ?r.call_agents, "call agents reloaded");
+                        self.agent.set_call_agents(r.call_agents);
+                    }
                 }
                 Some(req) = self.admin.recv() => {
                     let reply = self.admin_reply(req.query);

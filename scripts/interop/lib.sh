@@ -53,8 +53,14 @@ PY
 # start_mgw MGCP_PORT CA_PORT RTP_LOW RTP_HIGH LOGFILE -> sets MGW_PID; waits for readiness.
 start_mgw() {
     local mport=$1 caport=$2 low=$3 high=$4 log=$5
+    local extra=()
+    # Builds with an admin HTTP server bind 127.0.0.1:9427 by default: switch it off so
+    # parallel runs (and other mgw instances on this machine) do not collide.
+    if "$MGW_BIN" run --help 2>/dev/null | grep -q -- '--http-bind'; then
+        extra+=(--http-bind off)
+    fi
     "$MGW_BIN" run --mgcp-bind "127.0.0.1:$mport" --call-agent "127.0.0.1:$caport" --domain "$DOMAIN" \
-        --rtp-bind 127.0.0.1 --rtp-ports "$low-$high" --workers 1 --no-pin >"$log" 2>&1 &
+        --rtp-bind 127.0.0.1 --rtp-ports "$low-$high" --workers 1 --no-pin "${extra[@]}" >"$log" 2>&1 &
     MGW_PID=$!
     CHILD_PIDS+=("$MGW_PID")
     local i

@@ -107,10 +107,28 @@ if [ "$expert_warn" -gt 0 ]; then
 fi
 [ -n "$unanswered" ] && { echo "== commands tshark could not pair with a response:"; echo "$unanswered" | sed 's/^/   /'; }
 
+# Cross-check of fields tshark itself parsed: every successful CRCX answer carries
+# I:, an SDP c= address and m= port; one to a wildcarded CRCX also carries Z:.
+ts -Y 'mgcp.req' -T fields -e frame.number -e mgcp.req.verb -e mgcp.req.endpoint >"$WORK/reqs.tsv"
+ts -Y 'mgcp.rsp && mgcp.rsp.rspcode == 200' -T fields -e mgcp.reqframe -e frame.number \
+    -e mgcp.param.connectionid -e sdp.media.port -e sdp.connection_info.address \
+    -e mgcp.param.specificendpointid >"$WORK/rsps.tsv"
+crcx_bad=$(awk -F'\t' 'NR == FNR { verb[$1] = $2; ep[$1] = $3; next }
+    verb[$1] == "CRCX" {
+        n++
+        if ($3 == "" || $4 == "" || $5 == "") { print "   frame " $2 ": CRCX answer lacks I:, m= port or c= address"; bad++ }
+        else if (ep[$1] ~ /(^|\/)[*$](\/|@)/ && $6 == "") { print "   frame " $2 ": wildcard CRCX answer lacks Z:"; bad++ }
+    }
+    END { if (n == 0) print "   no successful CRCX seen"; }' "$WORK/reqs.tsv" "$WORK/rsps.tsv")
+crcx_n=$(awk -F'\t' 'NR == FNR { verb[$1] = $2; next } verb[$1] == "CRCX" { n++ } END { print n + 0 }' \
+    "$WORK/reqs.tsv" "$WORK/rsps.tsv")
+[ -n "$crcx_bad" ] && { echo "== CRCX answers tshark found incomplete:"; echo "$crcx_bad"; }
+
 result tshark-captured "$([ "$total" -ge 20 ] && echo 0 || echo 1)" "$total datagrams"
 result tshark-all-mgcp "$([ "$not_mgcp" -eq 0 ] && echo 0 || echo 1)" "$not_mgcp not dissected as MGCP"
 result tshark-no-malformed "$([ "$malformed" -eq 0 ] && [ "$expert_err" -eq 0 ] && echo 0 || echo 1)" \
     "$malformed malformed, $expert_err expert errors, $expert_warn warnings"
+result tshark-crcx-fields "$([ -z "$crcx_bad" ] && echo 0 || echo 1)" "$crcx_n successful CRCX answers checked"
 result tshark-all-answered "$([ -z "$unanswered" ] && echo 0 || echo 1)" "$commands commands, $responses responses"
 echo "   (capture: $CAP; full dissection: $WORK/dissection.txt)"
 exit "$failed"

@@ -22,6 +22,7 @@ pub(crate) struct FileConfig {
     pub(crate) shutdown: Option<String>,
     pub(crate) shutdown_delay_s: Option<u64>,
     pub(crate) http_bind: Option<String>,
+    pub(crate) log: Option<String>,
     pub(crate) timers: Option<Timers>,
 }
 
@@ -56,6 +57,7 @@ ptime = 20
 shutdown = "forced"              # forced | graceful
 shutdown_delay_s = 0
 http_bind = "127.0.0.1:9427"     # Prometheus /metrics and the JSON API; "off" to disable
+log = "info"                     # tracing filter, e.g. "info,mgw_control=debug"; SIGHUP re-reads it
 
 [timers]
 t_hist_ms = 30000

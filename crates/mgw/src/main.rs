@@ -53,7 +53,7 @@ enum ConfigCmd {
     },
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Args, Debug, Default, Clone)]
 struct RunArgs {
     /// TOML configuration file (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -148,6 +148,9 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
         Some(p) => config::load(p)?,
         None => config::parse(config::DEFAULT_CONFIG)?,
     };
+    if let Some(l) = &file.log {
+        tracing_subscriber::EnvFilter::try_new(l).map_err(|e| format!("log {l:?}: {e}"))?;
+    }
     let mut cfg = GatewayConfig {
         domain: host_name(),
         ..GatewayConfig::default()
@@ -275,21 +278,135 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     Ok(cfg)
 }
 
-fn init_logging(args: &RunArgs) -> Result<(), String> {
+type FilterHandle =
+    tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// The log filter: `--log`, else the file's `log`, else `RUST_LOG`, else `info`.
+fn log_filter(
+    args: &RunArgs,
+    file_log: Option<&str>,
+) -> Result<tracing_subscriber::EnvFilter, String> {
     use tracing_subscriber::EnvFilter;
-    let filter = match &args.log {
-        Some(f) => EnvFilter::try_new(f).map_err(|e| format!("--log {f:?}: {e}"))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    match (&args.log, file_log) {
+        (Some(f), _) => EnvFilter::try_new(f).map_err(|e| format!("--log {f:?}: {e}")),
+        (None, Some(f)) => EnvFilter::try_new(f).map_err(|e| format!("log {f:?}: {e}")),
+        (None, None) => {
+            Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        }
+    }
+}
+
+fn init_logging(args: &RunArgs, file_log: Option<&str>) -> Result<FilterHandle, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(log_filter(args, file_log)?);
+    let registry = tracing_subscriber::registry().with(filter);
     match args.log_format.as_deref().unwrap_or("text") {
-        "text" => builder.init(),
-        "json" => builder.json().init(),
+        "text" => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+        "json" => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init(),
         other => return Err(format!("--log-format {other:?} must be text or json")),
     }
-    Ok(())
+    .map_err(|e| format!("logging: {e}"))?;
+    Ok(handle)
+}
+
+/// The `log` key of the configuration file, if any.
+fn file_log_level(args: &RunArgs) -> Option<String> {
+    args.config
+        .as_ref()
+        .and_then(|p| config::load(p).ok())
+        .and_then(|f| f.log)
+}
+
+/// Settings that a SIGHUP cannot change on a running gateway.
+fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.mgcp_bind != new.mgcp_bind {
+        v.push("mgcp_bind");
+    }
+    if old.domain != new.domain {
+        v.push("domain");
+    }
+    if old.rtp_bind != new.rtp_bind {
+        v.push("rtp_bind");
+    }
+    if old.rtp_ports != new.rtp_ports {
+        v.push("rtp_ports");
+    }
+    if old.dataplane.workers != new.dataplane.workers
+        || old.dataplane.pin != new.dataplane.pin
+        || old.dataplane.backend != new.dataplane.backend
+    {
+        v.push("workers/pin_workers/backend");
+    }
+    if old.http_bind != new.http_bind {
+        v.push("http_bind");
+    }
+    if old.transactions != new.transactions {
+        v.push("timers");
+    }
+    if old.rtp_latch != new.rtp_latch || old.default_ptime != new.default_ptime {
+        v.push("rtp_latch/ptime (applies to new connections after a restart)");
+    }
+    v
+}
+
+/// Waits for SIGHUP and re-reads the configuration: call agents and the log filter
+/// change at once; other changed settings are reported as needing a restart.
+async fn reload_loop(
+    args: RunArgs,
+    mut current: GatewayConfig,
+    filter: FilterHandle,
+    tx: tokio::sync::mpsc::Sender<mgw_control::Reload>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let new = match build_config(&args) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed; the running configuration is unchanged");
+                continue;
+            }
+        };
+        match log_filter(&args, file_log_level(&args).as_deref()) {
+            Ok(f) => {
+                if let Err(e) = filter.reload(f) {
+                    tracing::warn!(error = %e, "log filter not changed");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "log filter not changed"),
+        }
+        let restart = needs_restart(&current, &new);
+        if !restart.is_empty() {
+            tracing::warn!(settings = ?restart, "changed settings take effect only after a restart");
+        }
+        if new.call_agents != current.call_agents {
+            tracing::info!(call_agents = ?new.call_agents, "call agents changed");
+            if tx
+                .send(mgw_control::Reload {
+                    call_agents: new.call_agents.clone(),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        current = new;
+    }
 }
 
 async fn shutdown_signal() {
@@ -310,12 +427,15 @@ async fn shutdown_signal() {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    if let Err(e) = init_logging(&args) {
-        eprintln!("mgw: {e}");
-        return ExitCode::from(2);
-    }
     let cfg = match build_config(&args) {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("mgw: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match init_logging(&args, file_log_level(&args).as_deref()) {
+        Ok(h) => h,
         Err(e) => {
             eprintln!("mgw: {e}");
             return ExitCode::from(2);
@@ -331,13 +451,25 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(mgw_control::run(cfg, shutdown_signal(), |addr, http| {
-        // Stable lines for scripts and tests that bind port 0.
-        if let Some(h) = http {
-            println!("mgw: admin HTTP on {h}");
-        }
-        println!("mgw: MGCP listening on {addr}");
-    }));
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+    let result = rt.block_on(async {
+        let reloader = tokio::spawn(reload_loop(args, cfg.clone(), filter, reload_tx));
+        let r = mgw_control::run(
+            cfg,
+            shutdown_signal(),
+            |addr, http| {
+                // Stable lines for scripts and tests that bind port 0.
+                if let Some(h) = http {
+                    println!("mgw: admin HTTP on {h}");
+                }
+                println!("mgw: MGCP listening on {addr}");
+            },
+            reload_rx,
+        )
+        .await;
+        reloader.abort();
+        r
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

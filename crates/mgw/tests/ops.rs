@@ -233,3 +233,62 @@ fn auep_returns_capabilities_for_ds_endpoints() {
         .contains("a:PCMA"));
     assert_eq!(r.params.get(&ParamName::BearerInformation), Some("e:A"));
 }
+
+#[test]
+fn sighup_reloads_call_agents() {
+    // Start with the call agent on 127.0.0.1; a second one on 127.0.0.3 is not obeyed yet.
+    let dir = std::env::temp_dir().join(format!("mgw-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("mgw.toml");
+    let ca = CallAgent::bind("127.0.0.1:0");
+    let other = CallAgent::bind("127.0.0.3:0");
+    std::fs::write(&cfg, format!("call_agents = [\"{}\"]\n", ca.addr())).unwrap();
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let gw = Gateway::start_with(ca, &["--config", &cfg_s]);
+    let (rsip, from) = gw.ca.recv_command(Duration::from_secs(5)).unwrap();
+    gw.ca.reply(from, &format!("200 {} OK\r\n", rsip.tid));
+    let probe = || format!("AUEP {} rtpbridge/1@mgw MGCP 1.0\r\n", tid());
+    other.send(gw.mgcp, &probe());
+    assert!(
+        other.recv(Duration::from_millis(600)).is_none(),
+        "not a call agent yet"
+    );
+    // Add it and reload.
+    std::fs::write(
+        &cfg,
+        format!(
+            "call_agents = [\"{}\", \"{}\"]\n",
+            gw.ca.addr(),
+            other.addr()
+        ),
+    )
+    .unwrap();
+    let pid = gw.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut answered = false;
+    for _ in 0..20 {
+        other.send(gw.mgcp, &probe());
+        if let Some((msgs, _, _)) = other.recv(Duration::from_millis(250)) {
+            answered = msgs
+                .iter()
+                .any(|m| matches!(m, mgcp::Message::Response(r) if r.code.0 == 200));
+            if answered {
+                break;
+            }
+        }
+    }
+    assert!(answered, "the reloaded call agent is obeyed");
+    // A broken file on reload keeps the running configuration.
+    std::fs::write(&cfg, "call_agents = [\n").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(gw.cmd(&probe()).code.0, 200);
+}

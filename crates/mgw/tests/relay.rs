@@ -1008,6 +1008,8 @@ fn start_narrow(backend: &str, pairs: usize) -> NarrowGateway {
             "--workers",
             "1",
             "--no-pin",
+            "--http-bind",
+            "off",
             "--backend",
             backend,
             "--call-agent",

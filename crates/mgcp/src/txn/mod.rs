@@ -50,7 +50,7 @@ const FIRST_TID: TransactionId = match TransactionId::new(1) {
 };
 
 /// Timers and limits of the transaction layer. `Default` gives the RFC 3435 values.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// How long responses (and transaction ids) are remembered: T-HIST, 30 s.
     pub t_hist: Duration,

@@ -57,7 +57,8 @@ impl Gateway {
             "--http-bind",
             "127.0.0.1:0",
         ];
-        let has_ca = extra.contains(&"--call-agent");
+        // With --config and no --call-agent, the file names the call agents.
+        let has_ca = extra.contains(&"--call-agent") || extra.contains(&"--config");
         if !has_ca {
             args.push("--call-agent");
             args.push(&ca_addr);
