@@ -382,6 +382,7 @@ impl UringWorker {
                 self.begin_stop(now);
             }
             if let Some(deadline) = self.stop_deadline {
+                eprintln!("DBG stop: conns={} wake={} timer={} ops={:?}", self.relay.len(), self.wake_armed, self.timer_armed, self.ops);
                 if self.relay.is_empty() && !self.wake_armed && !self.timer_armed {
                     return Ok(());
                 }

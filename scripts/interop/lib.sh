@@ -103,6 +103,15 @@ start_ca() {
     return 1
 }
 
+# run_fg cmd...: run a command as a tracked background child and wait for it, so a
+# TERM/INT trap in the caller fires at once instead of after the command ends.
+run_fg() {
+    "$@" &
+    local p=$!
+    CHILD_PIDS+=("$p")
+    wait "$p"
+}
+
 # Kill every child this script started, by pid.
 cleanup_children() {
     local p

@@ -6,7 +6,8 @@
  * (mgcp_client_rx / mgcp_response_parse_params).
  *
  * Modes:
- *   msg  lower-level API: mgcp_msg_gen() + mgcp_client_tx(); AUEP, two CRCX
+ *   msg  lower-level API: mgcp_msg_gen() + mgcp_client_tx(); a start-up
+ *        wildcard DLCX of every rtpbridge endpoint (as the library sends at connect), AUEP, two CRCX
  *        on one endpoint, MDCX with an RTP address, DLCX, MDCX of the deleted
  *        connection (expects 515), endpoint-wide DLCX.
  *   fsm  the connection FSM (mgcp_conn_create / mgcp_conn_modify /
@@ -48,6 +49,7 @@ static const char *opt_endpoint;    /* NULL: the library's rtpbridge wildcard */
 static const char *opt_mode = "msg";
 static int opt_rtp_port = 4000;     /* port we claim to receive RTP on */
 static int opt_timeout = 15;        /* seconds for the whole run */
+static unsigned int opt_call_id = 0x4242;
 static int opt_verbose;
 static int opt_x_osmo_ign;       /* add "X-Osmo-IGN: C" (as osmo-bsc does for SCCPlite) */
 static enum mgcp_codecs opt_codec = CODEC_PCMU_8000_1;
@@ -157,6 +159,7 @@ static bool codec_listed(const struct mgcp_response *r, enum mgcp_codecs c)
 /* ---- msg mode: a scripted sequence over mgcp_msg_gen/mgcp_client_tx ----- */
 
 enum step {
+	ST_RESET,
 	ST_AUEP,
 	ST_CRCX1,
 	ST_CRCX2,
@@ -168,7 +171,7 @@ enum step {
 };
 
 static const char *step_names[] = {
-	"AUEP", "CRCX#1", "CRCX#2", "MDCX#1", "DLCX#1", "MDCX(deleted)", "DLCX(endpoint)", "end",
+	"DLCX(reset)", "AUEP", "CRCX#1", "CRCX#2", "MDCX#1", "DLCX#1", "MDCX(deleted)", "DLCX(endpoint)", "end",
 };
 
 static struct {
@@ -207,6 +210,15 @@ static void msg_resp_cb(struct mgcp_response *r, void *priv)
 		return;
 
 	switch (S.step) {
+	case ST_RESET: {
+		/* What the library itself sends at connect for configured reset
+		 * endpoints (osmo-bsc: "mgw reset-endpoint rtpbridge/ *"). */
+		static const int want[] = { 200, 250 };
+		if (!check_code(r, want, 2))
+			return;
+		ok("DLCX rtpbridge/*@%s (start-up reset) -> %d", opt_domain, r->head.response_code);
+		break;
+	}
 	case ST_AUEP: {
 		static const int want[] = { 200 };
 		if (!check_code(r, want, 1))
@@ -314,6 +326,11 @@ static void run_step(void)
 
 	memset(&m, 0, sizeof(m));
 	switch (S.step) {
+	case ST_RESET:
+		m.verb = MGCP_VERB_DLCX;
+		m.presence = MGCP_MSG_PRESENCE_ENDPOINT;
+		snprintf(m.endpoint, sizeof(m.endpoint), "rtpbridge/*@%s", opt_domain);
+		break;
 	case ST_AUEP:
 		m.verb = MGCP_VERB_AUEP;
 		m.presence = MGCP_MSG_PRESENCE_ENDPOINT;
@@ -548,7 +565,7 @@ static int run_fsm_mode(void)
 		return -1;
 	memset(&peer, 0, sizeof(peer));
 	OSMO_STRLCPY_ARRAY(peer.endpoint, opt_endpoint ? opt_endpoint : mgcp_client_rtpbridge_wildcard(g_mgcp));
-	F.call_id = 0x4242;
+	F.call_id = opt_call_id;
 	peer.call_id = F.call_id;
 	peer.x_osmo_ign = opt_x_osmo_ign ? MGCP_X_OSMO_IGN_CALLID : 0;
 	peer.ptime = 20;
@@ -575,7 +592,7 @@ static void usage(const char *argv0)
 	fprintf(stderr,
 		"usage: %s --mgw-port P [--mgw-addr A] [--local-port P] [--local-addr A] [--domain D]\n"
 		"          [--endpoint NAME@D] [--mode msg|fsm] [--rtp-port P] [--timeout S] [--codec PCMU|PCMA]\n"
-		"          [--x-osmo-ign] [--verbose]\n"
+		"          [--x-osmo-ign] [--call-id HEX] [--verbose]\n"
 		"  without --endpoint the library's wildcard (mgcp_client_rtpbridge_wildcard) is used.\n",
 		argv0);
 }
@@ -594,6 +611,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "codec", required_argument, NULL, 'c' },
 		{ "x-osmo-ign", no_argument, NULL, 'x' },
+		{ "call-id", required_argument, NULL, 'C' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -601,7 +619,7 @@ int main(int argc, char **argv)
 	struct mgcp_client_conf conf;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "A:P:a:p:d:e:m:r:t:c:xvh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "A:P:a:p:d:e:m:r:t:c:xC:vh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'A': opt_mgw_addr = optarg; break;
 		case 'P': opt_mgw_port = atoi(optarg); break;
@@ -623,6 +641,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'x': opt_x_osmo_ign = 1; break;
+		case 'C': opt_call_id = (unsigned int)strtoul(optarg, NULL, 16); break;
 		case 'v': opt_verbose = 1; break;
 		case 'h': usage(argv[0]); return 0;
 		default: usage(argv[0]); return 2;
@@ -670,9 +689,9 @@ int main(int argc, char **argv)
 	if (strcmp(opt_mode, "msg") == 0) {
 		g_tag = "osmo_client[msg]";
 		memset(&S, 0, sizeof(S));
-		S.call_id = 0x4242;
+		S.call_id = opt_call_id;
 		OSMO_STRLCPY_ARRAY(S.endpoint, opt_endpoint ? opt_endpoint : mgcp_client_rtpbridge_wildcard(g_mgcp));
-		S.step = ST_AUEP;
+		S.step = ST_RESET;
 		run_step();
 	} else {
 		g_tag = "osmo_client[fsm]";

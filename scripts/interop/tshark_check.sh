@@ -60,11 +60,11 @@ for _ in $(seq 1 30); do grep -q RSIP "$WORK/ca.log" 2>/dev/null && break; sleep
 # 3. Traffic: the Osmocom library (two modes, distinct source ports so their
 #    transaction ids 1, 2, 3... do not collide) and the scripted exchange.
 traffic_ok=0
-timeout 25 "$OSMO_CLIENT" --mgw-port "$MP" --local-port "$LP1" --domain "$DOMAIN" --rtp-port "$RTP" \
+run_fg timeout 25 "$OSMO_CLIENT" --mgw-port "$MP" --local-port "$LP1" --domain "$DOMAIN" --rtp-port "$RTP" \
     --mode msg >"$WORK/osmo_msg.out" 2>&1 || traffic_ok=1
-timeout 25 "$OSMO_CLIENT" --mgw-port "$MP" --local-port "$LP2" --domain "$DOMAIN" --rtp-port "$RTP" \
+run_fg timeout 25 "$OSMO_CLIENT" --mgw-port "$MP" --local-port "$LP2" --domain "$DOMAIN" --rtp-port "$RTP" \
     --mode fsm >"$WORK/osmo_fsm.out" 2>&1 || traffic_ok=1
-timeout 60 python3 "$INTEROP_DIR/mgcp_exchange.py" "$MP" "$RTP" "$DOMAIN" >"$WORK/exchange.out" 2>&1 || traffic_ok=1
+run_fg timeout 60 python3 "$INTEROP_DIR/mgcp_exchange.py" "$MP" "$RTP" "$DOMAIN" >"$WORK/exchange.out" 2>&1 || traffic_ok=1
 grep -h -E "FAIL" "$WORK/osmo_msg.out" "$WORK/osmo_fsm.out" "$WORK/exchange.out"
 result tshark-traffic "$traffic_ok" "osmo_client msg+fsm and mgcp_exchange.py exit status"
 

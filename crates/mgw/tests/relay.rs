@@ -188,11 +188,22 @@ fn addr(s: &UdpSocket) -> SocketAddr {
 }
 
 /// CRCX on `ep` with a remote SDP; returns (connection id, gateway RTP port).
+///
+/// Ports of deleted connections return to the pool only once the dataplane has closed
+/// their sockets, shortly after the DLCX response; a 502 in that window is retried
+/// (for at most a second — a leaked port range still fails).
 fn crcx(gw: &Gateway, ep: &str, call: &str, mode: &str, sdp: &str) -> (String, u16) {
-    let r = gw.cmd(&format!(
-        "CRCX {} {ep}@mgw MGCP 1.0\r\nC: {call}\r\nM: {mode}\r\n\r\n{sdp}",
-        tid()
-    ));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let r = loop {
+        let r = gw.cmd(&format!(
+            "CRCX {} {ep}@mgw MGCP 1.0\r\nC: {call}\r\nM: {mode}\r\n\r\n{sdp}",
+            tid()
+        ));
+        if r.code.0 != 502 || Instant::now() >= deadline {
+            break r;
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
     assert_eq!(r.code.0, 200, "CRCX {ep} {mode}: {r:?}");
     let id = r
         .params
@@ -866,8 +877,14 @@ fn ports_return_after_dlcx(backend: &str) {
             let mut got = Vec::new();
             for attempt in 0..3 {
                 from.send(&pkt);
-                got = to.take(1, Duration::from_millis(300));
+                // Loopback delivers in well under a millisecond: a short first wait.
+                let wait = if attempt == 0 { 30 } else { 300 };
+                got = to.take(1, Duration::from_millis(wait));
                 if !got.is_empty() {
+                    if attempt > 0 {
+                        // A slow first copy may still come: keep it out of later cycles.
+                        to.take(1, Duration::from_millis(30));
+                    }
                     break;
                 }
                 late_first += u32::from(attempt == 0);
@@ -953,12 +970,14 @@ fn first_packet_after_crcx(backend: &str) {
             tid()
         ));
         assert_eq!(d.code.0, 250, "cycle {cycle}: DLCX {d:?}");
+        if lost.len() >= 5 {
+            break; // enough evidence; keeps the test short
+        }
     }
     assert!(
         lost.is_empty(),
-        "{} of {CYCLES} first packets sent right after the CRCX responses were not \
-         relayed (cycles {lost:?})",
-        lost.len()
+        "first packets sent right after the CRCX responses were not relayed in cycles \
+         {lost:?} (of up to {CYCLES})"
     );
 }
 

@@ -273,8 +273,8 @@ mod tests {
         assert_eq!(ulaw_decode(0x00), -32124);
         assert_eq!(ulaw_decode(0xFE), 8);
         assert_eq!(ulaw_decode(0x7E), -8);
-        assert_eq!(ulaw_decode(0xEF), 120); // last level of the first segment
-        assert_eq!(ulaw_decode(0xEE), 132); // first level of the second segment
+        assert_eq!(ulaw_decode(0xF0), 120); // last level of the first segment
+        assert_eq!(ulaw_decode(0xEF), 132); // first level of the second segment
         assert_eq!(ulaw_encode(0), 0xFF);
         assert_eq!(ulaw_encode(-1), 0x7F);
         assert_eq!(ulaw_encode(32767), 0x80);
@@ -375,7 +375,10 @@ mod tests {
                 assert_eq!(a, alaw_encode(ulaw_decode(u)));
             }
             let err = (i32::from(alaw_decode(a)) - i32::from(ulaw_decode(u))).abs();
-            assert!(err <= alaw_step(a) / 2 + 8, "u {u:#04x} -> a {a:#04x}: {err}");
+            assert!(
+                err <= alaw_step(a) / 2 + 8,
+                "u {u:#04x} -> a {a:#04x}: {err}"
+            );
         }
         assert_eq!(ULAW_TO_ALAW[0xFF], 0xD5);
         assert_eq!(ULAW_TO_ALAW[0x7F], 0x55);
@@ -393,22 +396,35 @@ mod tests {
             assert!(err <= alaw_step(a), "a {a:#04x} -> u {u:#04x}: {err}");
         }
         // A-law is denser than µ-law only between 256 and 1024: a minority of codes.
-        assert!(exact >= 224, "only {exact} A-law codes round-trip");
+        println!("{exact} of 256 A-law codes have a µ-law preimage and round-trip");
+        assert_eq!(exact, 240);
         // Slices.
         let mut out = [0u8; 3];
-        assert_eq!(transcode_slice(G711Law::MuLaw, G711Law::ALaw, &[0xFF, 0x7F, 0x80], &mut out), 3);
+        assert_eq!(
+            transcode_slice(G711Law::MuLaw, G711Law::ALaw, &[0xFF, 0x7F, 0x80], &mut out),
+            3
+        );
         assert_eq!(out, [0xD5, 0x55, ULAW_TO_ALAW[0x80]]);
-        assert_eq!(transcode_slice(G711Law::ALaw, G711Law::ALaw, &[1, 2], &mut out), 2);
+        assert_eq!(
+            transcode_slice(G711Law::ALaw, G711Law::ALaw, &[1, 2], &mut out),
+            2
+        );
         assert_eq!(&out[..2], &[1, 2]);
     }
 
     #[test]
     fn slices_stop_at_shorter() {
         let mut codes = [0u8; 4];
-        assert_eq!(encode_slice(G711Law::MuLaw, &[0, 8, -8, 100, 5], &mut codes), 4);
+        assert_eq!(
+            encode_slice(G711Law::MuLaw, &[0, 8, -8, 100, 5], &mut codes),
+            4
+        );
         assert_eq!(codes[..3], [0xFF, 0xFE, 0x7E]);
         let mut pcm = [0i16; 2];
-        assert_eq!(decode_slice(G711Law::ALaw, &[0xD5, 0x55, 0xD4], &mut pcm), 2);
+        assert_eq!(
+            decode_slice(G711Law::ALaw, &[0xD5, 0x55, 0xD4], &mut pcm),
+            2
+        );
         assert_eq!(pcm, [8, -8]);
     }
 }

@@ -25,7 +25,9 @@ impl std::fmt::Debug for G722Encoder {
 impl G722Encoder {
     /// A new encoder (64 kbit/s, unpacked, 16 kHz input).
     pub fn new() -> Self {
-        Self { inner: encoder::Encoder::new(Bitrate::Mode1_64000, false, false) }
+        Self {
+            inner: encoder::Encoder::new(Bitrate::Mode1_64000, false, false),
+        }
     }
 }
 
@@ -48,7 +50,9 @@ impl Encoder for G722Encoder {
             return Err(CodecError::FrameSize { samples: pcm.len() });
         }
         let needed = pcm.len() / 2;
-        let dst = out.get_mut(..needed).ok_or(CodecError::OutputTooSmall { needed })?;
+        let dst = out
+            .get_mut(..needed)
+            .ok_or(CodecError::OutputTooSmall { needed })?;
         let bytes = self.inner.encode(pcm);
         if bytes.len() != needed {
             return Err(CodecError::FrameSize { samples: pcm.len() });
@@ -72,14 +76,19 @@ pub struct G722Decoder {
 
 impl std::fmt::Debug for G722Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("G722Decoder").field("last_frame", &self.last_frame).finish()
+        f.debug_struct("G722Decoder")
+            .field("last_frame", &self.last_frame)
+            .finish()
     }
 }
 
 impl G722Decoder {
     /// A new decoder (64 kbit/s, unpacked, 16 kHz output).
     pub fn new() -> Self {
-        Self { inner: decoder::Decoder::new(Bitrate::Mode1_64000, false, false), last_frame: 320 }
+        Self {
+            inner: decoder::Decoder::new(Bitrate::Mode1_64000, false, false),
+            last_frame: 320,
+        }
     }
 }
 
@@ -98,7 +107,9 @@ impl Decoder for G722Decoder {
     }
     fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         let n = self.samples_in(payload)?;
-        let dst = out.get_mut(..n).ok_or(CodecError::OutputTooSmall { needed: n })?;
+        let dst = out
+            .get_mut(..n)
+            .ok_or(CodecError::OutputTooSmall { needed: n })?;
         if n == 0 {
             return Ok(0);
         }
@@ -111,7 +122,10 @@ impl Decoder for G722Decoder {
         Ok(n)
     }
     fn samples_in(&self, payload: &[u8]) -> Result<usize, CodecError> {
-        payload.len().checked_mul(2).ok_or(CodecError::MalformedPayload)
+        payload
+            .len()
+            .checked_mul(2)
+            .ok_or(CodecError::MalformedPayload)
     }
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
         silence(self.last_frame, out)
@@ -132,13 +146,25 @@ mod tests {
     fn frame_sizes() {
         let mut e = G722Encoder::new();
         let mut out = [0u8; 160];
-        assert_eq!(e.encode(&[0; 319], &mut out), Err(CodecError::FrameSize { samples: 319 }));
-        assert_eq!(e.encode(&[], &mut out), Err(CodecError::FrameSize { samples: 0 }));
-        assert_eq!(e.encode(&[0; 322], &mut out), Err(CodecError::OutputTooSmall { needed: 161 }));
+        assert_eq!(
+            e.encode(&[0; 319], &mut out),
+            Err(CodecError::FrameSize { samples: 319 })
+        );
+        assert_eq!(
+            e.encode(&[], &mut out),
+            Err(CodecError::FrameSize { samples: 0 })
+        );
+        assert_eq!(
+            e.encode(&[0; 322], &mut out),
+            Err(CodecError::OutputTooSmall { needed: 161 })
+        );
         assert_eq!(e.encode(&[0; 320], &mut out), Ok(160));
         let mut d = G722Decoder::new();
         let mut pcm = [0i16; 320];
-        assert_eq!(d.decode(&[0; 161], &mut pcm), Err(CodecError::OutputTooSmall { needed: 322 }));
+        assert_eq!(
+            d.decode(&[0; 161], &mut pcm),
+            Err(CodecError::OutputTooSmall { needed: 322 })
+        );
         assert_eq!(d.decode(&out, &mut pcm), Ok(320));
         assert_eq!(d.decode(&out[..80], &mut pcm), Ok(160));
         assert_eq!(d.conceal(&mut pcm), Ok(160));

@@ -19,7 +19,9 @@ pub struct L16Encoder {
 impl L16Encoder {
     /// A new encoder at 8000 or 16000 Hz.
     pub fn new(rate: u32) -> Result<Self, CodecError> {
-        Ok(Self { rate: check_rate(rate)? })
+        Ok(Self {
+            rate: check_rate(rate)?,
+        })
     }
 }
 
@@ -34,8 +36,13 @@ impl Encoder for L16Encoder {
         if pcm.is_empty() {
             return Err(CodecError::FrameSize { samples: 0 });
         }
-        let needed = pcm.len().checked_mul(2).ok_or(CodecError::FrameSize { samples: pcm.len() })?;
-        let dst = out.get_mut(..needed).ok_or(CodecError::OutputTooSmall { needed })?;
+        let needed = pcm
+            .len()
+            .checked_mul(2)
+            .ok_or(CodecError::FrameSize { samples: pcm.len() })?;
+        let dst = out
+            .get_mut(..needed)
+            .ok_or(CodecError::OutputTooSmall { needed })?;
         for (o, &s) in dst.chunks_exact_mut(2).zip(pcm) {
             o.copy_from_slice(&s.to_be_bytes());
         }
@@ -58,7 +65,10 @@ impl L16Decoder {
     /// A new decoder at 8000 or 16000 Hz.
     pub fn new(rate: u32) -> Result<Self, CodecError> {
         let rate = check_rate(rate)?;
-        Ok(Self { rate, last_frame: rate as usize / 50 })
+        Ok(Self {
+            rate,
+            last_frame: rate as usize / 50,
+        })
     }
 }
 
@@ -71,7 +81,9 @@ impl Decoder for L16Decoder {
     }
     fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         let n = self.samples_in(payload)?;
-        let dst = out.get_mut(..n).ok_or(CodecError::OutputTooSmall { needed: n })?;
+        let dst = out
+            .get_mut(..n)
+            .ok_or(CodecError::OutputTooSmall { needed: n })?;
         for (o, b) in dst.iter_mut().zip(payload.chunks_exact(2)) {
             *o = i16::from_be_bytes([b[0], b[1]]);
         }
@@ -118,13 +130,29 @@ mod tests {
         assert_eq!(L16Encoder::new(44100).err(), Some(CodecError::Unsupported));
         assert_eq!(L16Decoder::new(0).err(), Some(CodecError::Unsupported));
         let mut e = L16Encoder::new(16000).unwrap();
-        assert_eq!(e.encode(&[1, 2, 3], &mut [0; 5]), Err(CodecError::OutputTooSmall { needed: 6 }));
-        assert_eq!(e.encode(&[], &mut [0; 5]), Err(CodecError::FrameSize { samples: 0 }));
+        assert_eq!(
+            e.encode(&[1, 2, 3], &mut [0; 5]),
+            Err(CodecError::OutputTooSmall { needed: 6 })
+        );
+        assert_eq!(
+            e.encode(&[], &mut [0; 5]),
+            Err(CodecError::FrameSize { samples: 0 })
+        );
         let mut d = L16Decoder::new(16000).unwrap();
-        assert_eq!(d.decode(&[1, 2, 3], &mut [0; 5]), Err(CodecError::MalformedPayload));
-        assert_eq!(d.decode(&[0; 12], &mut [0; 5]), Err(CodecError::OutputTooSmall { needed: 6 }));
+        assert_eq!(
+            d.decode(&[1, 2, 3], &mut [0; 5]),
+            Err(CodecError::MalformedPayload)
+        );
+        assert_eq!(
+            d.decode(&[0; 12], &mut [0; 5]),
+            Err(CodecError::OutputTooSmall { needed: 6 })
+        );
         let mut out = [7i16; 400];
-        assert_eq!(d.conceal(&mut out), Ok(320), "20 ms at 16 kHz before any packet");
+        assert_eq!(
+            d.conceal(&mut out),
+            Ok(320),
+            "20 ms at 16 kHz before any packet"
+        );
         assert!(out[..320].iter().all(|&s| s == 0));
         assert_eq!(out[320], 7);
     }

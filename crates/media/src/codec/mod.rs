@@ -45,7 +45,7 @@ pub mod resample;
 pub use self::g711::G711Law;
 pub use self::g722::{G722Decoder, G722Encoder};
 pub use self::l16::{L16Decoder, L16Encoder};
-pub use self::opus::{OpusDecoder, OpusEncoder};
+pub use self::opus::{OpusDecoder, OpusEncoder, MAX_PACKET as OPUS_MAX_PACKET};
 
 /// Errors from codec construction, encoding and decoding. Small and `Copy` for the hot path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +97,11 @@ pub enum CodecKind {
 impl CodecKind {
     /// Looks up a codec by its SDP `rtpmap` encoding name (case-insensitive), clock rate and
     /// optional channel count. Returns [`CodecError::Unsupported`] for anything else.
-    pub fn from_sdp(name: &str, clock_rate: u32, channels: Option<u16>) -> Result<Self, CodecError> {
+    pub fn from_sdp(
+        name: &str,
+        clock_rate: u32,
+        channels: Option<u16>,
+    ) -> Result<Self, CodecError> {
         let mono = matches!(channels, None | Some(1));
         let kind = if name.eq_ignore_ascii_case("PCMU") && clock_rate == 8000 && mono {
             CodecKind::Pcmu
@@ -233,6 +237,38 @@ impl Default for CodecConfig {
     }
 }
 
+impl CodecConfig {
+    /// Applies the remote side's Opus `a=fmtp` parameters (RFC 7587 §6.1) to the encoder
+    /// settings: `useinbandfec=1` turns FEC on, `usedtx=1` turns DTX on,
+    /// `maxaveragebitrate` caps the bitrate (not below 6000), and `maxplaybackrate` lowers
+    /// [`CodecConfig::opus_rate`] to the highest Opus rate not above it (not below 8000).
+    /// Unknown parameters and malformed values are ignored, as RFC 7587 asks.
+    pub fn apply_opus_fmtp(&mut self, fmtp: &str) {
+        for param in fmtp.split(';') {
+            let Some((key, value)) = param.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let Ok(n) = value.parse::<u32>() else {
+                continue;
+            };
+            if key.eq_ignore_ascii_case("useinbandfec") {
+                self.opus_fec = n == 1;
+            } else if key.eq_ignore_ascii_case("usedtx") {
+                self.opus_dtx = n == 1;
+            } else if key.eq_ignore_ascii_case("maxaveragebitrate") {
+                self.opus_bitrate = self.opus_bitrate.min(n.clamp(6000, 510_000));
+            } else if key.eq_ignore_ascii_case("maxplaybackrate") {
+                let cap = [48000, 24000, 16000, 12000, 8000]
+                    .into_iter()
+                    .find(|&r| r <= n)
+                    .unwrap_or(8000);
+                self.opus_rate = self.opus_rate.min(cap);
+            }
+        }
+    }
+}
+
 /// Encodes linear PCM frames at [`Encoder::sample_rate`] into RTP payloads.
 pub trait Encoder {
     /// Which codec this is.
@@ -330,7 +366,10 @@ pub struct G711Decoder {
 impl G711Decoder {
     /// A new decoder for `law`.
     pub fn new(law: G711Law) -> Self {
-        Self { law, last_frame: 160 }
+        Self {
+            law,
+            last_frame: 160,
+        }
     }
 }
 
@@ -346,7 +385,9 @@ impl Decoder for G711Decoder {
     }
     fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
         if out.len() < payload.len() {
-            return Err(CodecError::OutputTooSmall { needed: payload.len() });
+            return Err(CodecError::OutputTooSmall {
+                needed: payload.len(),
+            });
         }
         if !payload.is_empty() {
             self.last_frame = payload.len();
@@ -385,8 +426,8 @@ pub enum AnyEncoder {
     G711(G711Encoder),
     /// L16 at 8 or 16 kHz.
     L16(L16Encoder),
-    /// G.722.
-    G722(G722Encoder),
+    /// G.722 (boxed: its state is a few hundred bytes; allocated once per connection).
+    G722(Box<G722Encoder>),
     /// Opus.
     Opus(OpusEncoder),
 }
@@ -398,7 +439,7 @@ impl AnyEncoder {
             CodecKind::Pcmu => Self::G711(G711Encoder::new(G711Law::MuLaw)),
             CodecKind::Pcma => Self::G711(G711Encoder::new(G711Law::ALaw)),
             CodecKind::L16 { rate } => Self::L16(L16Encoder::new(rate)?),
-            CodecKind::G722 => Self::G722(G722Encoder::new()),
+            CodecKind::G722 => Self::G722(Box::default()),
             CodecKind::Opus => Self::Opus(OpusEncoder::new(config)?),
         })
     }
@@ -430,8 +471,8 @@ pub enum AnyDecoder {
     G711(G711Decoder),
     /// L16 at 8 or 16 kHz.
     L16(L16Decoder),
-    /// G.722.
-    G722(G722Decoder),
+    /// G.722 (boxed: its state is a few hundred bytes; allocated once per connection).
+    G722(Box<G722Decoder>),
     /// Opus.
     Opus(OpusDecoder),
 }
@@ -443,7 +484,7 @@ impl AnyDecoder {
             CodecKind::Pcmu => Self::G711(G711Decoder::new(G711Law::MuLaw)),
             CodecKind::Pcma => Self::G711(G711Decoder::new(G711Law::ALaw)),
             CodecKind::L16 { rate } => Self::L16(L16Decoder::new(rate)?),
-            CodecKind::G722 => Self::G722(G722Decoder::new()),
+            CodecKind::G722 => Self::G722(Box::default()),
             CodecKind::Opus => Self::Opus(OpusDecoder::new(config.opus_rate)?),
         })
     }
@@ -521,9 +562,12 @@ pub(crate) mod testutil {
     /// SNR in dB of `out` against `reference` delayed by `lag`, over `reference[skip..]`.
     pub(crate) fn snr_at(reference: &[i16], out: &[i16], lag: usize, skip: usize) -> f64 {
         let (mut sig, mut noise) = (0.0f64, 0.0f64);
-        for i in skip..reference.len() {
-            let Some(&y) = out.get(i + lag) else { break };
-            let x = f64::from(reference[i]);
+        let pairs = reference
+            .iter()
+            .zip(out.get(lag..).unwrap_or(&[]))
+            .skip(skip);
+        for (&x, &y) in pairs {
+            let x = f64::from(x);
             sig += x * x;
             noise += (x - f64::from(y)).powi(2);
         }
@@ -531,9 +575,19 @@ pub(crate) mod testutil {
     }
 
     /// The best (lag, SNR) over lags `0..=max_lag`: aligns the codec's delay.
-    pub(crate) fn best_snr(reference: &[i16], out: &[i16], max_lag: usize, skip: usize) -> (usize, f64) {
+    pub(crate) fn best_snr(
+        reference: &[i16],
+        out: &[i16],
+        max_lag: usize,
+        skip: usize,
+    ) -> (usize, f64) {
         (0..=max_lag)
-            .map(|lag| (lag, snr_at(&reference[..reference.len() - max_lag], out, lag, skip)))
+            .map(|lag| {
+                (
+                    lag,
+                    snr_at(&reference[..reference.len() - max_lag], out, lag, skip),
+                )
+            })
             .fold((0, f64::NEG_INFINITY), |b, c| if c.1 > b.1 { c } else { b })
     }
 
@@ -552,8 +606,14 @@ mod tests {
     fn sdp_names() {
         assert_eq!(CodecKind::from_rtpmap("PCMU/8000"), Ok(CodecKind::Pcmu));
         assert_eq!(CodecKind::from_rtpmap("pcma/8000"), Ok(CodecKind::Pcma));
-        assert_eq!(CodecKind::from_rtpmap("L16/8000"), Ok(CodecKind::L16 { rate: 8000 }));
-        assert_eq!(CodecKind::from_rtpmap("L16/16000/1"), Ok(CodecKind::L16 { rate: 16000 }));
+        assert_eq!(
+            CodecKind::from_rtpmap("L16/8000"),
+            Ok(CodecKind::L16 { rate: 8000 })
+        );
+        assert_eq!(
+            CodecKind::from_rtpmap("L16/16000/1"),
+            Ok(CodecKind::L16 { rate: 16000 })
+        );
         assert_eq!(CodecKind::from_rtpmap("G722/8000"), Ok(CodecKind::G722));
         assert_eq!(CodecKind::from_rtpmap("opus/48000/2"), Ok(CodecKind::Opus));
         assert_eq!(CodecKind::from_rtpmap("OPUS/48000/2"), Ok(CodecKind::Opus));
@@ -572,9 +632,16 @@ mod tests {
             "",
             "/",
         ] {
-            assert_eq!(CodecKind::from_rtpmap(bad), Err(CodecError::Unsupported), "{bad}");
+            assert_eq!(
+                CodecKind::from_rtpmap(bad),
+                Err(CodecError::Unsupported),
+                "{bad}"
+            );
         }
-        assert!(matches!(Codec::from_rtpmap("iLBC/8000", &CodecConfig::default()), Err(CodecError::Unsupported)));
+        assert!(matches!(
+            Codec::from_rtpmap("iLBC/8000", &CodecConfig::default()),
+            Err(CodecError::Unsupported)
+        ));
         for kind in [CodecKind::Pcmu, CodecKind::Pcma, CodecKind::G722] {
             let pt = kind.static_payload_type().unwrap();
             assert_eq!(CodecKind::from_static_payload_type(pt), Some(kind));
@@ -587,6 +654,38 @@ mod tests {
     }
 
     #[test]
+    fn opus_fmtp() {
+        let mut c = CodecConfig {
+            opus_rate: 16000,
+            ..Default::default()
+        };
+        c.apply_opus_fmtp("maxplaybackrate=8000; sprop-maxcapturerate=16000;useinbandfec=1; usedtx=1;maxaveragebitrate=20000");
+        assert_eq!(
+            (c.opus_rate, c.opus_fec, c.opus_dtx, c.opus_bitrate),
+            (8000, true, true, 20000)
+        );
+        let mut c = CodecConfig {
+            opus_rate: 16000,
+            ..Default::default()
+        };
+        c.apply_opus_fmtp(
+            "maxplaybackrate=11025;maxaveragebitrate=100;stereo=1;junk;useinbandfec=x",
+        );
+        assert_eq!(
+            (c.opus_rate, c.opus_fec, c.opus_bitrate),
+            (8000, false, 6000)
+        );
+        let mut c = CodecConfig::default();
+        c.apply_opus_fmtp("maxplaybackrate=48000;useinbandfec=0;maxaveragebitrate=64000");
+        assert_eq!(
+            c,
+            CodecConfig::default(),
+            "never raises the path rate or bitrate"
+        );
+        assert!(OpusEncoder::new(&c).is_ok());
+    }
+
+    #[test]
     fn rates_and_ticks() {
         let cfg = CodecConfig::default();
         assert_eq!(CodecKind::G722.audio_rate(&cfg), 16000);
@@ -595,7 +694,14 @@ mod tests {
         assert_eq!(CodecKind::Opus.rtp_ticks(320, 16000), 960);
         assert_eq!(CodecKind::Pcmu.rtp_ticks(160, 8000), 160);
         assert_eq!(CodecKind::L16 { rate: 16000 }.rtp_ticks(320, 16000), 320);
-        let all = ["PCMU/8000", "PCMA/8000", "L16/8000", "L16/16000", "G722/8000", "opus/48000/2"];
+        let all = [
+            "PCMU/8000",
+            "PCMA/8000",
+            "L16/8000",
+            "L16/16000",
+            "G722/8000",
+            "opus/48000/2",
+        ];
         for name in all {
             let c = Codec::from_rtpmap(name, &cfg).unwrap();
             assert_eq!(c.encoder.sample_rate(), c.kind().audio_rate(&cfg), "{name}");
@@ -615,7 +721,11 @@ mod tests {
         let mut pcm = vec![0i16; frame];
         for chunk in input.chunks(frame) {
             let n = c.encoder.encode(chunk, &mut payload).unwrap();
-            assert_eq!(c.decoder.samples_in(&payload[..n]).unwrap(), frame, "{name}");
+            assert_eq!(
+                c.decoder.samples_in(&payload[..n]).unwrap(),
+                frame,
+                "{name}"
+            );
             let m = c.decoder.decode(&payload[..n], &mut pcm).unwrap();
             assert_eq!(m, frame, "{name}");
             out.extend_from_slice(&pcm[..m]);
@@ -626,11 +736,13 @@ mod tests {
     #[test]
     fn g711_and_l16_sine_snr() {
         let cfg = CodecConfig::default();
-        for name in ["PCMU/8000", "PCMA/8000"] {
+        // A 1 kHz tone at 8 kHz repeats every 8 samples, so the quantisation error is the
+        // same few values over and over: measured 37.1 dB (µ-law) and 49.5 dB (A-law).
+        for (name, floor) in [("PCMU/8000", 35.0), ("PCMA/8000", 45.0)] {
             let (lag, snr) = sine_round_trip(name, &cfg, 10_000.0);
             println!("{name}: lag {lag} SNR {snr:.1} dB");
             assert_eq!(lag, 0);
-            assert!(snr > 35.0, "{name}: {snr}");
+            assert!(snr > floor, "{name}: {snr}");
         }
         for name in ["L16/8000", "L16/16000"] {
             let (lag, snr) = sine_round_trip(name, &cfg, 10_000.0);
@@ -642,14 +754,20 @@ mod tests {
     #[test]
     fn g722_sine_snr() {
         let (lag, snr) = sine_round_trip("G722/8000", &CodecConfig::default(), 10_000.0);
+        // Measured 47.5 dB. The lag is only known modulo the 16-sample period of the tone.
         println!("G.722: lag {lag} SNR {snr:.1} dB");
-        assert!(snr > 20.0, "{snr}");
+        assert!(snr > 42.0, "{snr}");
     }
 
     #[test]
     fn opus_sine_snr() {
-        for (rate, bitrate, floor) in [(8000, 24_000, 10.0), (16000, 32_000, 10.0)] {
-            let cfg = CodecConfig { opus_rate: rate, opus_bitrate: bitrate, ..Default::default() };
+        // Measured 20.7 dB (8 kHz, 24 kbit/s) and 20.5 dB (16 kHz, 32 kbit/s), complexity 5.
+        for (rate, bitrate, floor) in [(8000, 24_000, 17.0), (16000, 32_000, 17.0)] {
+            let cfg = CodecConfig {
+                opus_rate: rate,
+                opus_bitrate: bitrate,
+                ..Default::default()
+            };
             let (lag, snr) = sine_round_trip("opus/48000/2", &cfg, 10_000.0);
             println!("Opus {rate} Hz {bitrate} bit/s: lag {lag} SNR {snr:.1} dB");
             assert!(snr > floor, "{rate}: {snr}");
@@ -659,16 +777,28 @@ mod tests {
     #[test]
     fn g711_frame_errors_and_silence_conceal() {
         let mut c = Codec::new(CodecKind::Pcmu, &CodecConfig::default()).unwrap();
-        assert_eq!(c.encoder.encode(&[], &mut [0; 10]), Err(CodecError::FrameSize { samples: 0 }));
-        assert_eq!(c.encoder.encode(&[0; 160], &mut [0; 80]), Err(CodecError::OutputTooSmall { needed: 160 }));
-        assert_eq!(c.decoder.decode(&[0xFF; 160], &mut [0; 80]), Err(CodecError::OutputTooSmall { needed: 160 }));
+        assert_eq!(
+            c.encoder.encode(&[], &mut [0; 10]),
+            Err(CodecError::FrameSize { samples: 0 })
+        );
+        assert_eq!(
+            c.encoder.encode(&[0; 160], &mut [0; 80]),
+            Err(CodecError::OutputTooSmall { needed: 160 })
+        );
+        assert_eq!(
+            c.decoder.decode(&[0xFF; 160], &mut [0; 80]),
+            Err(CodecError::OutputTooSmall { needed: 160 })
+        );
         let mut out = [1i16; 240];
         assert_eq!(c.decoder.decode(&[0x80; 80], &mut out), Ok(80));
         assert!(!c.decoder.has_native_plc());
         assert_eq!(c.decoder.conceal(&mut out), Ok(80));
         assert!(out[..80].iter().all(|&s| s == 0));
         assert_eq!(c.decoder.decode_fec(&[0xFF; 80], &mut out), Ok(80));
-        assert_eq!(c.decoder.conceal(&mut [0; 10]), Err(CodecError::OutputTooSmall { needed: 80 }));
+        assert_eq!(
+            c.decoder.conceal(&mut [0; 10]),
+            Err(CodecError::OutputTooSmall { needed: 80 })
+        );
         assert_eq!(peak(&out[80..]), 1, "untouched beyond the frame");
     }
 }
