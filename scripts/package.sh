@@ -88,10 +88,34 @@ echo "   packaging/mgw.toml = mgw config default, and passes mgw config check"
 step "man page (help2man)"
 STAGE=$ROOT/target/deb-staging # cargo-deb takes the man page from here (see Cargo.toml)
 mkdir -p "$STAGE"
-roff_block() { # Help text as a literal roff block: escape backslashes and leading dots.
-    echo ".nf"
-    sed -e 's/\\/\\e/g' -e "s/^\([.']\)/\\\\\&\1/"
-    echo ".fi"
+# clap's help text as roff: "Options:" headings, one tagged paragraph per option, and
+# backslashes, dashes and leading dots escaped.
+help_to_roff() {
+    awk '
+        function esc(s,   c) {
+            gsub(/\\/, "\\e", s)
+            gsub(/-/, "\\-", s)
+            c = substr(s, 1, 1)
+            if (c == "." || c == "\047") s = "\\&" s
+            return s
+        }
+        /^[ \t]*$/ { next }
+        /^Usage:/ { print ".PP"; print esc($0); next }
+        /^[A-Z][A-Za-z ]*:$/ { print ".PP"; print "\\fB" esc($0) "\\fR"; next }
+        /^ +[^ ]/ {
+            line = $0
+            sub(/^ +/, "", line)
+            print ".TP"
+            if (match(line, /  +/)) {
+                print "\\fB" esc(substr(line, 1, RSTART - 1)) "\\fR"
+                print esc(substr(line, RSTART + RLENGTH))
+            } else {
+                print "\\fB" esc(line) "\\fR"
+            }
+            next
+        }
+        { print ".PP"; print esc($0) }
+    '
 }
 {
     echo "[COMMANDS]"
@@ -99,7 +123,7 @@ roff_block() { # Help text as a literal roff block: escape backslashes and leadi
         # shellcheck disable=SC2086 # $sub is deliberately split into words
         if COLUMNS=80 "$BIN" $sub --help >"$WORK/sub.txt" 2>/dev/null; then
             echo ".SS \"mgw $sub\""
-            roff_block <"$WORK/sub.txt"
+            help_to_roff <"$WORK/sub.txt"
         fi
     done
     cat <<'EOF'
@@ -140,7 +164,7 @@ echo "   $STAGE/mgw.1 ($(wc -l <"$STAGE/mgw.1") lines)"
 
 # ---------------------------------------------------------------------------------------
 step "cargo deb"
-cargo deb -p mgw --no-build --quiet --output "$TARGET_DIR/debian/" >"$WORK/deb.out"
+cargo deb -p mgw --no-build --strip --quiet --output "$TARGET_DIR/debian/" >"$WORK/deb.out"
 DEB=$(tail -1 "$WORK/deb.out")
 [ -f "$DEB" ] || fail "cargo deb did not report a package file (got: $DEB)"
 echo "   $DEB ($(du -h "$DEB" | cut -f1))"
@@ -153,7 +177,7 @@ for f in ./usr/bin/mgw ./usr/lib/systemd/system/mgw.service ./usr/lib/sysusers.d
     ./usr/share/doc/mgw/README.packaging.md ./usr/share/doc/mgw/copyright; do
     grep -q " $f\$" "$WORK/contents" || fail "$f is not in the package"
 done
-grep -q '^-rwxr-xr-x root/root .* ./usr/bin/mgw$' "$WORK/contents" || fail "/usr/bin/mgw is not 0755 root:root"
+grep -q '^-rwxr-xr-x 0/0 .* ./usr/bin/mgw$' "$WORK/contents" || fail "/usr/bin/mgw is not 0755 root:root"
 dpkg-deb -I "$DEB" >"$WORK/info"
 dpkg-deb -I "$DEB" conffiles | grep -qx /etc/mgw/mgw.toml || fail "/etc/mgw/mgw.toml is not a conffile"
 grep -q '^ Section: net$' "$WORK/info" || fail "Section is not net"

@@ -969,6 +969,7 @@ impl<M: MediaPlane> Core<M> {
                 return Err(Error::UnknownCallId(call.as_str().to_string()));
             }
         }
+        let deleted = !victims.is_empty();
         // Remove from the back so indices stay valid.
         victims.sort_unstable_by(|a, b| b.cmp(a));
         for (ei, ci) in victims {
@@ -977,7 +978,13 @@ impl<M: MediaPlane> Core<M> {
         if let (Some(req), [one]) = (request, eps.as_slice()) {
             self.apply_request(*one, from, None, req);
         }
-        Ok(Response::new(ReturnCode::CONNECTION_DELETED, cmd.tid))
+        // 250 when connections went away; plain 200 when there was nothing to delete.
+        let code = if deleted {
+            ReturnCode::CONNECTION_DELETED
+        } else {
+            ReturnCode::OK
+        };
+        Ok(Response::new(code, cmd.tid))
     }
 
     fn rqnt(&mut self, from: SocketAddr, cmd: &Command) -> Result<Response, Error> {

@@ -132,6 +132,14 @@ pub enum RunError {
         /// Cause.
         source: io::Error,
     },
+    /// The admin HTTP socket could not be bound.
+    #[error("cannot bind the admin HTTP socket {addr}: {source} (set --http-bind to another address, or off)")]
+    BindHttp {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: io::Error,
+    },
     /// The configuration does not hold together.
     #[error("configuration: {0}")]
     Config(String),
@@ -274,7 +282,7 @@ pub async fn run(
         Some(bind) => {
             let (addr, task) = http::serve(bind, admin_tx)
                 .await
-                .map_err(|source| RunError::Bind { addr: bind, source })?;
+                .map_err(|source| RunError::BindHttp { addr: bind, source })?;
             info!(%addr, "admin HTTP: /metrics, /api/status, /api/endpoints, /api/connections, /api/calls");
             Some((addr, task))
         }

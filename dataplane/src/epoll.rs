@@ -85,7 +85,10 @@ impl EpollWorker {
     }
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, data: u64) -> io::Result<()> {
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: data };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: data,
+        };
         // SAFETY: `ev` is a live epoll_event; both descriptors are open.
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
     }
@@ -94,7 +97,9 @@ impl EpollWorker {
         match cmd {
             DataplaneCmd::Add(spec) => match self.relay.add(spec, now) {
                 Ok(slot) => {
-                    let Some((rtp, rtcp)) = self.relay.fds(slot) else { return };
+                    let Some((rtp, rtcp)) = self.relay.fds(slot) else {
+                        return;
+                    };
                     let r = self
                         .ctl(libc::EPOLL_CTL_ADD, rtp, token(slot, false))
                         .and_then(|()| self.ctl(libc::EPOLL_CTL_ADD, rtcp, token(slot, true)));
@@ -196,7 +201,9 @@ impl EpollWorker {
         self.next_tick = now + TICK;
         let relay = &mut self.relay;
         let mut reports: Vec<(usize, SocketAddr, Vec<u8>)> = Vec::new();
-        relay.tick(now, |slot, to, bytes| reports.push((slot, to, bytes.to_vec())));
+        relay.tick(now, |slot, to, bytes| {
+            reports.push((slot, to, bytes.to_vec()))
+        });
         for (slot, to, bytes) in reports {
             if let Some((_, rtcp)) = relay.fds(slot) {
                 let addr = SockAddr::from(to);
@@ -219,7 +226,9 @@ impl EpollWorker {
     }
 
     fn recv_socket(&mut self, slot: usize, rtcp: bool, now: Instant) {
-        let Some((rtp_fd, rtcp_fd)) = self.relay.fds(slot) else { return };
+        let Some((rtp_fd, rtcp_fd)) = self.relay.fds(slot) else {
+            return;
+        };
         let fd = if rtcp { rtcp_fd } else { rtp_fd };
         for _ in 0..BATCHES_PER_SOCKET {
             let n = match self.recv_batch(fd) {
@@ -246,7 +255,9 @@ impl EpollWorker {
                     if self.out.n == BATCH {
                         flush(&mut self.out);
                     }
-                    let Some((fd, _)) = self.relay.fds(tx.slot) else { continue };
+                    let Some((fd, _)) = self.relay.fds(tx.slot) else {
+                        continue;
+                    };
                     let k = self.out.n;
                     self.out.bufs[k][..pkt.len()].copy_from_slice(pkt);
                     if let Some(h) = &tx.header {

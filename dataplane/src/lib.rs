@@ -32,6 +32,8 @@
 //! operations are cancelled and its slot is reused only after their completions arrive;
 //! its sockets are closed before [`DataplaneEvent::Removed`] is sent.
 
+#![warn(missing_docs)]
+
 pub mod api;
 mod epoll;
 pub mod ports;
@@ -90,7 +92,11 @@ impl Dataplane {
     /// has set up its ring or epoll instance.
     pub fn start(config: DataplaneConfig) -> io::Result<Dataplane> {
         let backend = worker::choose_backend(config.backend)?;
-        let cores = if config.pin { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let cores = if config.pin {
+            core_affinity::get_core_ids().unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let n = config
             .workers
             .unwrap_or_else(|| {
@@ -103,7 +109,12 @@ impl Dataplane {
             .max(1);
         let (ev_tx, ev_rx) = crossbeam_channel::bounded(config.event_capacity.max(1));
         let dropped_events = Arc::new(AtomicU64::new(0));
-        let mut dp = Dataplane { workers: Vec::with_capacity(n), events: ev_rx, dropped_events, backend };
+        let mut dp = Dataplane {
+            workers: Vec::with_capacity(n),
+            events: ev_rx,
+            dropped_events,
+            backend,
+        };
         let mut pinned = 0;
         for index in 0..n {
             let (tx, rx) = crossbeam_channel::bounded(config.cmd_capacity.max(1));
@@ -125,7 +136,12 @@ impl Dataplane {
             let join = std::thread::Builder::new()
                 .name(format!("mgw-dp-{index}"))
                 .spawn(move || worker::run(ctx, backend, core, ready_tx))?;
-            dp.workers.push(WorkerHandle { tx, waker, stop, join: Some(join) });
+            dp.workers.push(WorkerHandle {
+                tx,
+                waker,
+                stop,
+                join: Some(join),
+            });
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(e), // Drop stops the workers started so far

@@ -1,5 +1,8 @@
 //! RTP/RTCP port pairs: an even RTP port and the odd RTCP port above it, taken
-//! round-robin from a configured range, with the socket options media sockets need.
+//! round-robin from a configured range, with the socket options media sockets need
+//! (non-blocking, close-on-exec, DSCP EF, 1 MiB buffers where the sysctl limits allow,
+//! and `IP_PKTINFO` on wildcard binds; the backends currently leave the choice of
+//! source address to the kernel's routing).
 
 use std::collections::HashSet;
 use std::io;
@@ -65,13 +68,21 @@ impl PortPool {
         if low > high {
             return Err(PortRangeError::Empty { low, high });
         }
-        let first = low.checked_add(low % 2).ok_or(PortRangeError::NoPair { low, high })?;
+        let first = low
+            .checked_add(low % 2)
+            .ok_or(PortRangeError::NoPair { low, high })?;
         if first >= high {
             return Err(PortRangeError::NoPair { low, high });
         }
         // Pairs p = first, first + 2, ... with p + 1 <= high (first < high here).
         let pairs = (high - 1 - first) / 2 + 1;
-        Ok(PortPool { bind, first, pairs, next: 0, in_use: HashSet::new() })
+        Ok(PortPool {
+            bind,
+            first,
+            pairs,
+            next: 0,
+            in_use: HashSet::new(),
+        })
     }
 
     /// Pairs currently handed out.
@@ -106,7 +117,10 @@ impl PortPool {
             self.in_use.insert(port);
             return Ok(RtpPorts { rtp, rtcp, port });
         }
-        Err(io::Error::new(io::ErrorKind::AddrInUse, "RTP port range exhausted"))
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "RTP port range exhausted",
+        ))
     }
 
     /// Returns a pair (after its sockets were closed, i.e. after `Removed`).

@@ -49,7 +49,10 @@ pub struct Fanout {
 
 impl Default for Fanout {
     fn default() -> Self {
-        Fanout { len: 0, txs: [None; MAX_FANOUT] }
+        Fanout {
+            len: 0,
+            txs: [None; MAX_FANOUT],
+        }
     }
 }
 
@@ -244,6 +247,13 @@ impl Relay {
         }
     }
 
+    /// A relay whose events go nowhere (they are counted as dropped): for benchmarks
+    /// and tests that drive the core without a [`crate::Dataplane`].
+    pub fn detached(now: Instant) -> Relay {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        Relay::new(tx, Arc::new(AtomicU64::new(0)), now, SystemTime::now())
+    }
+
     fn random_interval(&mut self) -> Duration {
         // xorshift64: cheap jitter for RTCP timing, not for security.
         self.rng ^= self.rng << 13;
@@ -297,7 +307,10 @@ impl Relay {
         let group = match self.group_ids.get(&spec.group) {
             Some(&g) => g,
             None => {
-                let g = Group { id: spec.group, members: Vec::new() };
+                let g = Group {
+                    id: spec.group,
+                    members: Vec::new(),
+                };
                 let idx = match self.free_groups.pop() {
                     Some(i) => {
                         self.groups[i] = Some(g);
@@ -432,7 +445,11 @@ impl Relay {
 
     /// Live slots (for shutdown).
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.conns.iter().enumerate().filter(|(_, c)| c.is_some()).map(|(i, _)| i)
+        self.conns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| i)
     }
 
     /// The per-packet path: decides what to do with an RTP datagram received on
@@ -456,9 +473,17 @@ impl Relay {
         }
         // RTCP sent to the RTP port (types 200..=204 read as marker + PT 72..=76).
         let rtcp_like = matches!(pkt.get(1), Some(200..=204));
-        let parsed = if rtcp_like { None } else { RtpPacket::parse(pkt).ok() };
+        let parsed = if rtcp_like {
+            None
+        } else {
+            RtpPacket::parse(pkt).ok()
+        };
         let Some(p) = parsed else {
-            bump(&mut conn.c.dropped_invalid, &conn.counters.dropped_invalid, 1);
+            bump(
+                &mut conn.c.dropped_invalid,
+                &conn.counters.dropped_invalid,
+                1,
+            );
             return;
         };
         let accepted = match conn.source_check {
@@ -481,7 +506,11 @@ impl Relay {
             _ => (NO_CODEC, DEFAULT_CLOCK),
         };
         if conn.has_payloads && codec == NO_CODEC {
-            bump(&mut conn.c.dropped_invalid, &conn.counters.dropped_invalid, 1);
+            bump(
+                &mut conn.c.dropped_invalid,
+                &conn.counters.dropped_invalid,
+                1,
+            );
             return;
         }
         let (ssrc, seq, ts) = (p.ssrc(), p.sequence_number(), p.timestamp());
@@ -489,7 +518,11 @@ impl Relay {
         let arrival = to_rtp_units(now.saturating_duration_since(epoch), clock);
         let verdict = conn.stats.update(ssrc, seq, ts, arrival);
         bump(&mut conn.c.packets_recv, &conn.counters.packets_recv, 1);
-        bump(&mut conn.c.octets_recv, &conn.counters.octets_recv, payload_len);
+        bump(
+            &mut conn.c.octets_recv,
+            &conn.counters.octets_recv,
+            payload_len,
+        );
         let lost = conn.stats.cumulative_lost().max(0) as u64;
         conn.counters.packets_lost.store(lost, Ordering::Relaxed);
         let jitter_us = u64::from(conn.stats.jitter()) * 1_000_000 / u64::from(clock.max(1));
@@ -498,15 +531,27 @@ impl Relay {
         conn.timed_out = false;
         if !conn.got_first {
             conn.got_first = true;
-            emit(&self.events, &self.dropped_events, DataplaneEvent::FirstPacket { key: conn.key });
+            emit(
+                &self.events,
+                &self.dropped_events,
+                DataplaneEvent::FirstPacket { key: conn.key },
+            );
         }
         if verdict == SeqVerdict::Bad {
             tracing::trace!(key = conn.key.0, seq, "sequence jump held back");
         }
         if conn.mode.echoes() {
-            out.push(Tx { slot, to: from, header: None });
+            out.push(Tx {
+                slot,
+                to: from,
+                header: None,
+            });
             bump(&mut conn.c.packets_sent, &conn.counters.packets_sent, 1);
-            bump(&mut conn.c.octets_sent, &conn.counters.octets_sent, payload_len);
+            bump(
+                &mut conn.c.octets_sent,
+                &conn.counters.octets_sent,
+                payload_len,
+            );
             return;
         }
         if !conn.mode.receives() {
@@ -545,16 +590,33 @@ impl Relay {
             };
             let (oseq, ots) = dst.out.map(src_key, ssrc, seq, ts, clock, now);
             dst.out_clock = clock;
-            let header = Header { pt: out_pt, seq: oseq, ts: ots, ssrc: dst.out.ssrc };
-            if out.push(Tx { slot: m, to, header: Some(header) }) {
+            let header = Header {
+                pt: out_pt,
+                seq: oseq,
+                ts: ots,
+                ssrc: dst.out.ssrc,
+            };
+            if out.push(Tx {
+                slot: m,
+                to,
+                header: Some(header),
+            }) {
                 bump(&mut dst.c.packets_sent, &dst.counters.packets_sent, 1);
-                bump(&mut dst.c.octets_sent, &dst.counters.octets_sent, payload_len);
+                bump(
+                    &mut dst.c.octets_sent,
+                    &dst.counters.octets_sent,
+                    payload_len,
+                );
             }
         }
         if out.is_empty() {
             if let Some(Some(conn)) = self.conns.get_mut(slot) {
                 if pt_miss {
-                    bump(&mut conn.c.dropped_invalid, &conn.counters.dropped_invalid, 1);
+                    bump(
+                        &mut conn.c.dropped_invalid,
+                        &conn.counters.dropped_invalid,
+                        1,
+                    );
                 } else {
                     bump(&mut conn.c.dropped_mode, &conn.counters.dropped_mode, 1);
                 }
@@ -654,5 +716,101 @@ impl Relay {
                 send(slot, to, &self.rtcp_buf[..n]);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ConnCounters;
+
+    fn spec(key: u32, pt: u8, remote: &str) -> Box<ConnSpec> {
+        let bind = || UdpSocket::bind("127.0.0.1:0").unwrap();
+        Box::new(ConnSpec {
+            key: ConnKey(key),
+            group: GroupId(1),
+            rtp: bind(),
+            rtcp: bind(),
+            mode: Mode::SendRecv,
+            remote_rtp: Some(remote.parse().unwrap()),
+            remote_rtcp: None,
+            source_check: SourceCheck::Strict,
+            payloads: vec![
+                PayloadBinding {
+                    pt,
+                    codec: Codec {
+                        name: "PCMU".into(),
+                        clock_rate: 8000,
+                        channels: 1,
+                    },
+                },
+                PayloadBinding {
+                    pt: 101,
+                    codec: Codec {
+                        name: "TELEPHONE-EVENT".into(),
+                        clock_rate: 8000,
+                        channels: 1,
+                    },
+                },
+            ],
+            ssrc: 0x100 + key,
+            rtp_timeout: None,
+            counters: Arc::new(ConnCounters::default()),
+        })
+    }
+
+    #[test]
+    fn decides_and_maps() {
+        let now = Instant::now();
+        let mut r = Relay::detached(now);
+        let a = r.add(spec(1, 0, "127.0.0.1:7000"), now).unwrap();
+        let b = r.add(spec(2, 96, "127.0.0.1:7002"), now).unwrap();
+        assert!(
+            r.add(spec(1, 0, "127.0.0.1:7000"), now).is_err(),
+            "duplicate key"
+        );
+        let from: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let pkt = [0x80, 0x80, 0, 5, 0, 0, 0, 9, 0, 0, 0, 7, 1, 2];
+        let mut out = Fanout::new();
+        r.on_rtp(a, from, &pkt, now, &mut out);
+        assert_eq!(out.len(), 1);
+        let tx = *out.get(0).unwrap();
+        assert_eq!(tx.slot, b);
+        assert_eq!(tx.to, "127.0.0.1:7002".parse::<SocketAddr>().unwrap());
+        assert_eq!(
+            tx.header,
+            Some(Header {
+                pt: 96,
+                seq: 5,
+                ts: 9,
+                ssrc: 0x102
+            })
+        );
+        // telephone-event keeps its own PT mapping.
+        let ev = [0x80, 101, 0, 6, 0, 0, 0, 9, 0, 0, 0, 7, 1, 2, 3, 4];
+        r.on_rtp(a, from, &ev, now, &mut out);
+        assert_eq!(out.get(0).and_then(|t| t.header).map(|h| h.pt), Some(101));
+        // Unknown PT, RTCP on the RTP port, a stranger, a short packet: all dropped.
+        let bad_pt = [0x80, 8, 0, 7, 0, 0, 0, 9, 0, 0, 0, 7];
+        r.on_rtp(a, from, &bad_pt, now, &mut out);
+        assert!(out.is_empty());
+        r.on_rtp(a, from, &[0x80, 200, 0, 6, 0, 0, 0, 1], now, &mut out);
+        assert!(out.is_empty());
+        r.on_rtp(a, "127.0.0.1:9".parse().unwrap(), &pkt, now, &mut out);
+        assert!(out.is_empty());
+        r.on_rtp(a, from, &pkt[..5], now, &mut out);
+        assert!(out.is_empty());
+        let c = r.conns[a].as_ref().unwrap().counters.snapshot();
+        assert_eq!(
+            (c.packets_recv, c.dropped_invalid, c.dropped_source),
+            (2, 3, 1)
+        );
+        // Removal: the slot stays until finished, then is reused.
+        assert_eq!(r.begin_remove(ConnKey(2)), Some(b));
+        r.on_rtp(a, from, &pkt, now, &mut out);
+        assert!(out.is_empty(), "no other leg left");
+        r.finish_remove(b);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r.add(spec(3, 0, "127.0.0.1:7004"), now).unwrap(), b);
     }
 }

@@ -2,8 +2,8 @@
 //! §6.4.1) and building our periodic SR/RR + SDES compound packets. No I/O, no clock.
 
 use rtcp_types::{
-    Compound, Packet, ReceiverReport, ReportBlock, RtcpPacketWriterExt,
-    Sdes, SdesChunk, SdesItem, SenderReport,
+    Compound, Packet, ReceiverReport, ReportBlock, RtcpPacketWriterExt, Sdes, SdesChunk, SdesItem,
+    SenderReport,
 };
 
 /// What one incoming RTCP compound packet told us.
@@ -154,7 +154,12 @@ mod tests {
             lsr: 0x0001_0000,
             dlsr: 0x0000_8000,
         };
-        let sd = SenderData { ntp: 0x0002_0003_0004_0005, rtp_ts: 9, packets: 5, octets: 800 };
+        let sd = SenderData {
+            ntp: 0x0002_0003_0004_0005,
+            rtp_ts: 9,
+            packets: 5,
+            octets: 800,
+        };
         let n = build_report(&mut buf, 0x2222, "mgw", Some(sd), Some(rd)).unwrap();
         // We are 0x1111 here: the block reports on us. Arrival 0x0001_C000 → RTT = 0x4000 = 250 ms.
         let info = parse_rtcp(&buf[..n], 0x1111, 0x0001_C000).unwrap();

@@ -9,6 +9,9 @@
 
 use std::time::{Duration, Instant};
 
+/// The zero-copy RTP view used on the receive path (re-exported for benchmarks).
+pub use rtp_types::RtpPacket;
+
 /// RFC 3550 A.1: a jump larger than this is treated as a restart candidate.
 const MAX_DROPOUT: u16 = 3000;
 /// RFC 3550 A.1: packets this far behind are treated as reordered/duplicates.
@@ -352,8 +355,13 @@ mod tests {
 
     #[test]
     fn header_rewrite_keeps_marker() {
-        let mut b = [0x80u8, 0x80 | 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xff];
-        let h = Header { pt: 97, seq: 0x1234, ts: 0x01020304, ssrc: 0xdeadbeef };
+        let mut b = [0x80u8, 0x80, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0xff];
+        let h = Header {
+            pt: 97,
+            seq: 0x1234,
+            ts: 0x01020304,
+            ssrc: 0xdeadbeef,
+        };
         assert!(write_header(&mut b, &h));
         assert_eq!(b[1], 0x80 | 97);
         assert_eq!(&b[2..12], &[0x12, 0x34, 1, 2, 3, 4, 0xde, 0xad, 0xbe, 0xef]);

@@ -123,9 +123,8 @@ mod tests {
     fn decodes_v4_sockaddr() {
         let sa = socket2::SockAddr::from("127.0.0.1:4000".parse::<SocketAddr>().unwrap());
         // SAFETY: test-only view of the storage bytes socket2 filled in.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize)
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(sa.as_ptr().cast::<u8>(), sa.len() as usize) };
         assert_eq!(
             sockaddr_from_bytes(bytes),
             Some("127.0.0.1:4000".parse().unwrap())

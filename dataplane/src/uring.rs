@@ -53,12 +53,16 @@ pub(crate) fn probe() -> io::Result<()> {
 
 fn build_ring() -> io::Result<IoUring> {
     let mut b = IoUring::builder();
-    b.setup_cqsize(CQ_ENTRIES).setup_single_issuer().setup_defer_taskrun();
+    b.setup_cqsize(CQ_ENTRIES)
+        .setup_single_issuer()
+        .setup_defer_taskrun();
     match b.build(SQ_ENTRIES) {
         Ok(r) => Ok(r),
         Err(e) => {
             tracing::debug!(error = %e, "SINGLE_ISSUER/DEFER_TASKRUN unavailable, plain ring");
-            IoUring::builder().setup_cqsize(CQ_ENTRIES).build(SQ_ENTRIES)
+            IoUring::builder()
+                .setup_cqsize(CQ_ENTRIES)
+                .build(SQ_ENTRIES)
         }
     }
 }
@@ -78,8 +82,7 @@ impl BufRing {
         let entries_layout =
             Layout::from_size_align(n * std::mem::size_of::<types::BufRingEntry>(), 4096)
                 .map_err(io::Error::other)?;
-        let data_layout =
-            Layout::from_size_align(n * BUF_SIZE, 64).map_err(io::Error::other)?;
+        let data_layout = Layout::from_size_align(n * BUF_SIZE, 64).map_err(io::Error::other)?;
         // SAFETY: both layouts have non-zero size.
         let entries = unsafe { alloc_zeroed(entries_layout) }.cast::<types::BufRingEntry>();
         // SAFETY: as above.
@@ -96,7 +99,13 @@ impl BufRing {
             }
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
-        let mut r = BufRing { entries, entries_layout, data, data_layout, tail: 0 };
+        let mut r = BufRing {
+            entries,
+            entries_layout,
+            data,
+            data_layout,
+            tail: 0,
+        };
         for bid in 0..RING_BUFS {
             r.recycle(bid);
         }
@@ -253,8 +262,14 @@ impl UringWorker {
     }
 
     fn arm_recv(&mut self, slot: usize, k: usize) {
-        let Some((rtp, rtcp)) = self.relay.fds(slot) else { return };
-        let (fd, kind) = if k == 0 { (rtp, K_RECV_RTP) } else { (rtcp, K_RECV_RTCP) };
+        let Some((rtp, rtcp)) = self.relay.fds(slot) else {
+            return;
+        };
+        let (fd, kind) = if k == 0 {
+            (rtp, K_RECV_RTP)
+        } else {
+            (rtcp, K_RECV_RTCP)
+        };
         let e = opcode::RecvMsgMulti::new(types::Fd(fd), &*self.recv_hdr, BGID)
             .build()
             .user_data(ud(kind, slot));
@@ -274,7 +289,9 @@ impl UringWorker {
     }
 
     fn arm_timer(&mut self) {
-        let e = opcode::Timeout::new(&*self.timer).build().user_data(UD_TIMER);
+        let e = opcode::Timeout::new(&*self.timer)
+            .build()
+            .user_data(UD_TIMER);
         // SAFETY: `timer` is boxed and lives as long as the ring.
         self.timer_armed = unsafe { self.push(&e) };
     }
@@ -284,14 +301,19 @@ impl UringWorker {
         let conn = self.sends[s].conn;
         let slot = &mut self.sends[s];
         slot.addr = SockAddr::from(to);
-        slot.iov = libc::iovec { iov_base: data.cast(), iov_len: len };
+        slot.iov = libc::iovec {
+            iov_base: data.cast(),
+            iov_len: len,
+        };
         // SAFETY: all-zero is a valid msghdr.
         slot.hdr = unsafe { std::mem::zeroed() };
         slot.hdr.msg_name = slot.addr.as_ptr() as *mut libc::c_void;
         slot.hdr.msg_namelen = slot.addr.len();
         slot.hdr.msg_iov = &mut slot.iov;
         slot.hdr.msg_iovlen = 1;
-        let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr).build().user_data(ud(K_SEND, s));
+        let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
+            .build()
+            .user_data(ud(K_SEND, s));
         // SAFETY: the slot (header, iovec, address, and its buffer or the ring buffer it
         // names) is not reused or recycled until this send's completion.
         if unsafe { self.push(&e) } {
@@ -344,7 +366,9 @@ impl UringWorker {
         };
         for (k, kind) in [(0, K_RECV_RTP), (1, K_RECV_RTCP)] {
             if self.ops[slot].armed[k] {
-                let e = opcode::AsyncCancel::new(ud(kind, slot)).build().user_data(ud(K_CANCEL, slot));
+                let e = opcode::AsyncCancel::new(ud(kind, slot))
+                    .build()
+                    .user_data(ud(K_CANCEL, slot));
                 // SAFETY: a cancel names no memory.
                 if !unsafe { self.push(&e) } {
                     tracing::warn!(slot, "could not queue a cancel");
@@ -381,27 +405,37 @@ impl UringWorker {
             if self.ctx.stopping() && self.stop_deadline.is_none() {
                 self.begin_stop(now);
             }
-            if let Some(deadline) = self.stop_deadline {
-                eprintln!("DBG stop: conns={} wake={} timer={} ops={:?}", self.relay.len(), self.wake_armed, self.timer_armed, self.ops);
-                if self.relay.is_empty() && !self.wake_armed && !self.timer_armed {
-                    return Ok(());
-                }
-                if now >= deadline {
-                    tracing::warn!("io_uring worker stopped with operations outstanding; leaking its memory");
-                    std::mem::forget(self);
-                    return Ok(());
-                }
-            }
             if now >= self.next_tick {
                 self.tick(now);
             }
             self.rearm();
             self.bufs.publish();
+            if let Some(deadline) = self.stop_deadline {
+                if self.relay.is_empty() && !self.wake_armed && !self.timer_armed {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!(
+                        "io_uring worker stopped with operations outstanding; leaking its memory"
+                    );
+                    std::mem::forget(self);
+                    return Ok(());
+                }
+            }
             let want = usize::from(!more_cmds);
-            match self.ring.submit_and_wait(want) {
+            let r = if self.stop_deadline.is_some() {
+                // Bounded waits while stopping, so the grace deadline is always checked.
+                let ts = types::Timespec::from(TICK);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.ring.submitter().submit_with_args(want, &args)
+            } else {
+                self.ring.submit_and_wait(want)
+            };
+            match r {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => return Err(e),
             }
             self.cqes.clear();
@@ -418,13 +452,18 @@ impl UringWorker {
 
     fn begin_stop(&mut self, now: Instant) {
         self.stop_deadline = Some(now + STOP_GRACE);
-        let keys: Vec<ConnKey> =
-            self.relay.slots().filter_map(|s| self.relay.key_of(s)).collect();
+        let keys: Vec<ConnKey> = self
+            .relay
+            .slots()
+            .filter_map(|s| self.relay.key_of(s))
+            .collect();
         for key in keys {
             self.remove(key);
         }
         for u in [UD_WAKE, UD_TIMER] {
-            let e = opcode::AsyncCancel::new(u).build().user_data(ud(K_CANCEL, 0));
+            let e = opcode::AsyncCancel::new(u)
+                .build()
+                .user_data(ud(K_CANCEL, 0));
             // SAFETY: a cancel names no memory.
             let _ = unsafe { self.push(&e) };
         }
@@ -456,10 +495,16 @@ impl UringWorker {
     fn tick(&mut self, now: Instant) {
         self.next_tick = now + TICK;
         let mut reports: Vec<(usize, SocketAddr, Vec<u8>)> = Vec::new();
-        self.relay.tick(now, |slot, to, bytes| reports.push((slot, to, bytes.to_vec())));
+        self.relay.tick(now, |slot, to, bytes| {
+            reports.push((slot, to, bytes.to_vec()))
+        });
         for (slot, to, bytes) in reports {
-            let Some((_, fd)) = self.relay.fds(slot) else { continue };
-            let Some(s) = self.take_send(slot) else { continue };
+            let Some((_, fd)) = self.relay.fds(slot) else {
+                continue;
+            };
+            let Some(s) = self.take_send(slot) else {
+                continue;
+            };
             let n = bytes.len().min(BUF_SIZE);
             self.sends[s].buf[..n].copy_from_slice(&bytes[..n]);
             let ptr = self.sends[s].buf.as_mut_ptr();
@@ -482,12 +527,16 @@ impl UringWorker {
         let kind = user_data >> KIND_SHIFT;
         let idx = (user_data & ((1 << KIND_SHIFT) - 1)) as usize;
         match kind {
-            K_RECV_RTP | K_RECV_RTCP => self.on_recv(idx, usize::from(kind == K_RECV_RTCP), res, flags, now),
+            K_RECV_RTP | K_RECV_RTCP => {
+                self.on_recv(idx, usize::from(kind == K_RECV_RTCP), res, flags, now)
+            }
             K_SEND => {
                 if res < 0 {
                     tracing::trace!(errno = -res, "send failed");
                 }
-                let Some(conn) = self.sends.get(idx).map(|s| s.conn) else { return };
+                let Some(conn) = self.sends.get(idx).map(|s| s.conn) else {
+                    return;
+                };
                 self.release_send(idx);
                 if let Some(o) = self.ops.get_mut(conn) {
                     o.sends = o.sends.saturating_sub(1);
@@ -551,9 +600,15 @@ impl UringWorker {
         let n = self.fanout.len();
         // Copies first (from the untouched bytes), then the in-place send of the first.
         for i in 1..n {
-            let Some(tx) = self.fanout.get(i).copied() else { continue };
-            let Some((fd, _)) = self.relay.fds(tx.slot) else { continue };
-            let Some(s) = self.take_send(tx.slot) else { continue };
+            let Some(tx) = self.fanout.get(i).copied() else {
+                continue;
+            };
+            let Some((fd, _)) = self.relay.fds(tx.slot) else {
+                continue;
+            };
+            let Some(s) = self.take_send(tx.slot) else {
+                continue;
+            };
             let out = &mut self.sends[s].buf[..plen];
             out.copy_from_slice(pkt);
             if let Some(h) = &tx.header {
@@ -584,5 +639,3 @@ impl Drop for UringWorker {
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
     }
 }
-
-

@@ -82,7 +82,12 @@ const KEYPAD: [[DtmfDigit; 4]; 4] = [
     [DtmfDigit::D1, DtmfDigit::D2, DtmfDigit::D3, DtmfDigit::A],
     [DtmfDigit::D4, DtmfDigit::D5, DtmfDigit::D6, DtmfDigit::B],
     [DtmfDigit::D7, DtmfDigit::D8, DtmfDigit::D9, DtmfDigit::C],
-    [DtmfDigit::Star, DtmfDigit::D0, DtmfDigit::Hash, DtmfDigit::D],
+    [
+        DtmfDigit::Star,
+        DtmfDigit::D0,
+        DtmfDigit::Hash,
+        DtmfDigit::D,
+    ],
 ];
 
 impl DtmfDigit {
@@ -436,7 +441,9 @@ impl DtmfDetector {
             yk.re = w.s1[k] - self.cos_w[k] * w.s2[k];
             yk.im = self.sin_w[k] * w.s2[k];
         }
-        let verdict = self.prev_y.and_then(|prev| self.classify(&y, &prev, w.energy));
+        let verdict = self
+            .prev_y
+            .and_then(|prev| self.classify(&y, &prev, w.energy));
         self.prev_y = Some(y);
         // This window covers [samples - n, samples); with the previous one the span is
         // [samples - n - hop, samples).
@@ -472,7 +479,8 @@ impl DtmfDetector {
             let im = y[k].im * prev[k].re - y[k].re * prev[k].im;
             let dphi = wrap_pi(im.atan2(re) - self.hop_phase[k]);
             let df = dphi * self.fs / (2.0 * PI * self.hop as f32);
-            if df.abs() > self.cfg.freq_tolerance * self.freqs[k] {
+            // Written so that a NaN offset also fails.
+            if !(df.abs() <= self.cfg.freq_tolerance * self.freqs[k]) {
                 return None;
             }
             // Mean power of a sine A: A²/2 = 2|X|²/(Σw)², corrected for the offset.
@@ -620,11 +628,8 @@ mod tests {
     #[test]
     fn every_digit_from_generator_8k_and_16k() {
         for rate in [SampleRate::Hz8000, SampleRate::Hz16000] {
-            let mut g = ToneGenerator::dtmf_sequence(
-                &DtmfDigit::ALL,
-                &DtmfToneParams::default(),
-                rate,
-            );
+            let mut g =
+                ToneGenerator::dtmf_sequence(&DtmfDigit::ALL, &DtmfToneParams::default(), rate);
             let mut x = vec![0i16; 16 * 200 * rate.samples_per_ms() as usize];
             g.fill(&mut x);
             let ev = detect(&x, rate);
@@ -633,8 +638,14 @@ mod tests {
             // Start/end positions within a hop or two of the truth; durations ~100 ms.
             let spm = u64::from(rate.samples_per_ms());
             for (i, pair) in ev.chunks(2).enumerate() {
-                let (DtmfEvent::DigitStart { sample: s, .. }, DtmfEvent::DigitEnd { sample: e, duration, .. }) =
-                    (pair[0], pair[1])
+                let (
+                    DtmfEvent::DigitStart { sample: s, .. },
+                    DtmfEvent::DigitEnd {
+                        sample: e,
+                        duration,
+                        ..
+                    },
+                ) = (pair[0], pair[1])
                 else {
                     panic!("unpaired {pair:?}");
                 };
@@ -702,11 +713,23 @@ mod tests {
         let (lo, hi) = DtmfDigit::D0.frequencies();
         for pre in 0..60 {
             let x = two_tone((lo, hi), (-10.0, -8.0), 320, pre, 0);
-            assert_eq!(digits(&detect(&x, SampleRate::Hz8000)), "0", "40 ms at +{pre}");
+            assert_eq!(
+                digits(&detect(&x, SampleRate::Hz8000)),
+                "0",
+                "40 ms at +{pre}"
+            );
             let x = two_tone((lo, hi), (-10.0, -8.0), 184, pre, 0);
-            assert_eq!(digits(&detect(&x, SampleRate::Hz8000)), "", "23 ms at +{pre}");
+            assert_eq!(
+                digits(&detect(&x, SampleRate::Hz8000)),
+                "",
+                "23 ms at +{pre}"
+            );
             let x = two_tone((lo, hi), (-10.0, -8.0), 160, pre, 0);
-            assert_eq!(digits(&detect(&x, SampleRate::Hz8000)), "", "20 ms at +{pre}");
+            assert_eq!(
+                digits(&detect(&x, SampleRate::Hz8000)),
+                "",
+                "20 ms at +{pre}"
+            );
         }
     }
 
@@ -733,7 +756,11 @@ mod tests {
             for v in &mut x[pre + 700..pre + 820] {
                 *v = 0;
             }
-            assert_eq!(digits(&detect(&x, SampleRate::Hz8000)), "7", "15 ms gap, pre {pre}");
+            assert_eq!(
+                digits(&detect(&x, SampleRate::Hz8000)),
+                "7",
+                "15 ms gap, pre {pre}"
+            );
         }
     }
 
@@ -758,7 +785,9 @@ mod tests {
             assert_eq!(digits(&ev), d.to_char().to_string(), "{d:?}");
         }
         // Noise alone: nothing.
-        let x: Vec<i16> = (0..80_000).map(|_| (8000.0 * noise.next()) as i16).collect();
+        let x: Vec<i16> = (0..80_000)
+            .map(|_| (8000.0 * noise.next()) as i16)
+            .collect();
         assert!(detect(&x, SampleRate::Hz8000).is_empty());
     }
 
@@ -782,7 +811,11 @@ mod tests {
 
     fn alaw_roundtrip(x: i16) -> i16 {
         let sign = x < 0;
-        let mag = (if sign { -(i32::from(x)) - 1 } else { i32::from(x) }) >> 3;
+        let mag = (if sign {
+            -(i32::from(x)) - 1
+        } else {
+            i32::from(x)
+        }) >> 3;
         let (seg, mant) = if mag < 32 {
             (0, mag >> 1)
         } else {
@@ -857,7 +890,11 @@ mod tests {
     #[test]
     fn reset_restarts_counting() {
         let mut d = DtmfDetector::new(SampleRate::Hz8000);
-        let mut g = ToneGenerator::dtmf(DtmfDigit::D3, &DtmfToneParams::default(), SampleRate::Hz8000);
+        let mut g = ToneGenerator::dtmf(
+            DtmfDigit::D3,
+            &DtmfToneParams::default(),
+            SampleRate::Hz8000,
+        );
         let mut x = [0i16; 800];
         g.fill(&mut x);
         d.process(&x);

@@ -249,7 +249,13 @@ struct SlidingMin {
 
 impl SlidingMin {
     fn new() -> Self {
-        SlidingMin { blocks: [i64::MAX; MIN_BLOCKS], filled: 0, next: 0, current: i64::MAX, in_current: 0 }
+        SlidingMin {
+            blocks: [i64::MAX; MIN_BLOCKS],
+            filled: 0,
+            next: 0,
+            current: i64::MAX,
+            in_current: 0,
+        }
     }
 
     fn push(&mut self, v: i64) {
@@ -265,7 +271,10 @@ impl SlidingMin {
     }
 
     fn get(&self) -> Option<i64> {
-        let m = self.blocks[..self.filled].iter().copied().fold(self.current, i64::min);
+        let m = self.blocks[..self.filled]
+            .iter()
+            .copied()
+            .fold(self.current, i64::min);
         (m != i64::MAX).then_some(m)
     }
 }
@@ -282,11 +291,19 @@ struct DelayHistogram {
 
 impl DelayHistogram {
     fn new() -> Self {
-        DelayHistogram { buckets: vec![0.0; BUCKETS].into_boxed_slice(), total: 0.0, increment: 1.0, top: 0, samples: 0 }
+        DelayHistogram {
+            buckets: vec![0.0; BUCKETS].into_boxed_slice(),
+            total: 0.0,
+            increment: 1.0,
+            top: 0,
+            samples: 0,
+        }
     }
 
     fn add(&mut self, excess_us: i64) {
-        let b = usize::try_from(excess_us.max(0) / BUCKET_US).unwrap_or(BUCKETS).min(BUCKETS - 1);
+        let b = usize::try_from(excess_us.max(0) / BUCKET_US)
+            .unwrap_or(BUCKETS)
+            .min(BUCKETS - 1);
         // Forgetting: instead of scaling every bucket by FORGET, grow the weight of new samples.
         self.increment /= FORGET;
         if self.increment > 1e200 {
@@ -330,7 +347,14 @@ struct Slot {
     arrival_us: i64,
 }
 
-const FREE: Slot = Slot { seq: u64::MAX, ts: 0, raw_ts: 0, len: 0, marker: false, arrival_us: 0 };
+const FREE: Slot = Slot {
+    seq: u64::MAX,
+    ts: 0,
+    raw_ts: 0,
+    len: 0,
+    marker: false,
+    arrival_us: 0,
+};
 
 /// Playout state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,7 +421,9 @@ impl JitterBuffer {
         cfg.capacity = cfg.capacity.clamp(4, 1 << 16);
         cfg.max_payload = cfg.max_payload.min(usize::from(u16::MAX));
         cfg.max_delay_ms = cfg.max_delay_ms.max(cfg.min_delay_ms);
-        cfg.initial_delay_ms = cfg.initial_delay_ms.clamp(cfg.min_delay_ms, cfg.max_delay_ms);
+        cfg.initial_delay_ms = cfg
+            .initial_delay_ms
+            .clamp(cfg.min_delay_ms, cfg.max_delay_ms);
         let seen_len = (4 * cfg.capacity).max(1024);
         let frame_us = ts_to_us(i64::from(cfg.frame_samples), cfg.clock_rate).max(1);
         let target_us = i64::from(cfg.initial_delay_ms) * 1000;
@@ -497,7 +523,14 @@ impl JitterBuffer {
     }
 
     /// Offers one received RTP packet. `arrival` is when it was received on our clock.
-    pub fn push(&mut self, arrival: Instant, seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> PushResult {
+    pub fn push(
+        &mut self,
+        arrival: Instant,
+        seq: u16,
+        timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+    ) -> PushResult {
         let now = self.micros(arrival);
         self.stats.received += 1;
         if payload.len() > self.cfg.max_payload {
@@ -543,7 +576,9 @@ impl JitterBuffer {
         let high_before = self.seq_ext.highest().unwrap_or(0);
         let s = self.seq_ext.extend(seq);
         let ts = self.extend_ts(timestamp);
-        if ts > self.ts_high {
+        // A reordered packet may not move the reference far (it is not checked for jumps).
+        let max_jump = MAX_TS_JUMP_S * i64::from(self.cfg.clock_rate);
+        if ts > self.ts_high && ts - self.ts_high <= max_jump {
             self.ts_high = ts;
             self.ts_high_raw = timestamp;
         }
@@ -559,7 +594,11 @@ impl JitterBuffer {
         self.seen[si] = s;
         self.observe_transit(now, ts);
 
-        let lo = if self.fresh { self.fresh_lo } else { self.next_seq };
+        let lo = if self.fresh {
+            self.fresh_lo
+        } else {
+            self.next_seq
+        };
         let half = i64::from(self.cfg.frame_samples / 2);
         if s < lo || (!self.fresh && ts < self.play_ts - half) {
             self.stats.late += 1;
@@ -586,7 +625,14 @@ impl JitterBuffer {
         self.data[start..start + payload.len()].copy_from_slice(payload);
         // `payload.len() <= max_payload <= u16::MAX` was checked above.
         let len = payload.len() as u16;
-        self.slots[idx] = Slot { seq: s, ts, raw_ts: timestamp, len, marker, arrival_us: now };
+        self.slots[idx] = Slot {
+            seq: s,
+            ts,
+            raw_ts: timestamp,
+            len,
+            marker,
+            arrival_us: now,
+        };
         self.count += 1;
         PushResult::Accepted
     }
@@ -645,8 +691,14 @@ impl JitterBuffer {
         if self.count == 0 {
             return None;
         }
-        let lo = if self.fresh { self.fresh_lo } else { self.next_seq };
-        (lo..lo + self.cfg.capacity as u64).map(|s| self.slot_idx(s)).find(|&i| self.slots[i].seq != u64::MAX)
+        let lo = if self.fresh {
+            self.fresh_lo
+        } else {
+            self.next_seq
+        };
+        (lo..lo + self.cfg.capacity as u64)
+            .map(|s| self.slot_idx(s))
+            .find(|&i| self.slots[i].seq != u64::MAX)
     }
 
     fn take(&mut self, idx: usize) -> Slot {
@@ -692,7 +744,10 @@ impl JitterBuffer {
                 return self.nothing(true);
             };
             let c = self.slots[idx];
-            let anchor = self.min_transit.get().unwrap_or(c.arrival_us - self.ts_us(c.ts));
+            let anchor = self
+                .min_transit
+                .get()
+                .unwrap_or(c.arrival_us - self.ts_us(c.ts));
             let start = (self.ts_us(c.ts) + anchor + self.target_us).max(c.arrival_us);
             if now < start {
                 return self.nothing(false);
@@ -714,7 +769,9 @@ impl JitterBuffer {
         let since = self.ticks - self.last_adjust_tick;
         let max_us = i64::from(self.cfg.max_delay_ms) * 1000;
         let drop_at = self.target_us + self.frame_us + self.frame_us / 4;
-        if self.current_us > drop_at && (since >= DROP_INTERVAL || self.current_us > max_us + self.frame_us) {
+        if self.current_us > drop_at
+            && (since >= DROP_INTERVAL || self.current_us > max_us + self.frame_us)
+        {
             if let Some(idx) = self.earliest() {
                 if (self.slots[idx].ts - self.play_ts).abs() <= half {
                     let slot = self.take(idx);
@@ -729,7 +786,9 @@ impl JitterBuffer {
             self.stats.frames_inserted += 1;
             self.stats.concealed += 1;
             self.record_adjust();
-            return Playout::Missing { ts: self.play_ts as u32 };
+            return Playout::Missing {
+                ts: self.play_ts as u32,
+            };
         }
 
         loop {
@@ -817,8 +876,15 @@ mod tests {
     /// Owned copy of a [`Playout`], with the tick time.
     #[derive(Debug, Clone, PartialEq)]
     enum Out {
-        Frame { seq: u16, ts: u32, payload: Vec<u8>, tick_us: i64 },
-        Missing { ts: u32 },
+        Frame {
+            seq: u16,
+            ts: u32,
+            payload: Vec<u8>,
+            tick_us: i64,
+        },
+        Missing {
+            ts: u32,
+        },
         Empty,
     }
 
@@ -838,7 +904,10 @@ mod tests {
 
     impl Sim {
         fn new(cfg: JitterConfig) -> Self {
-            Sim { t0: Instant::now(), jb: JitterBuffer::new(cfg) }
+            Sim {
+                t0: Instant::now(),
+                jb: JitterBuffer::new(cfg),
+            }
         }
         fn at(&self, us: i64) -> Instant {
             self.t0 + Duration::from_micros(us as u64)
@@ -851,16 +920,27 @@ mod tests {
         fn pop(&mut self, us: i64) -> Out {
             let at = self.at(us);
             match self.jb.pop(at) {
-                Playout::Frame { payload, seq, ts, .. } => {
-                    Out::Frame { seq, ts, payload: payload.to_vec(), tick_us: us }
-                }
+                Playout::Frame {
+                    payload, seq, ts, ..
+                } => Out::Frame {
+                    seq,
+                    ts,
+                    payload: payload.to_vec(),
+                    tick_us: us,
+                },
                 Playout::Missing { ts } => Out::Missing { ts },
                 Playout::Empty => Out::Empty,
             }
         }
         /// Delivers `pkts` (any order; sorted by arrival here) and ticks every 20 ms at
         /// `phase_us + k·20 ms` until `end_us`, calling `each` after every tick.
-        fn run(&mut self, pkts: &mut [Pkt], phase_us: i64, end_us: i64, mut each: impl FnMut(&Out, &JitterStats)) {
+        fn run(
+            &mut self,
+            pkts: &mut [Pkt],
+            phase_us: i64,
+            end_us: i64,
+            mut each: impl FnMut(&Out, &JitterStats),
+        ) {
             pkts.sort_by_key(|p| p.arrival_us);
             let mut i = 0;
             let mut tick = phase_us;
@@ -878,7 +958,15 @@ mod tests {
 
     /// A 20 ms G.711 stream: packet `k` is sent at `k·20 ms·(1 − ppm·1e-6)` on our clock and
     /// delayed by `base_us + U[0, jitter_us)`.
-    fn stream(n: usize, first_seq: u16, first_ts: u32, base_us: i64, jitter_us: u64, ppm: f64, seed: u64) -> Vec<Pkt> {
+    fn stream(
+        n: usize,
+        first_seq: u16,
+        first_ts: u32,
+        base_us: i64,
+        jitter_us: u64,
+        ppm: f64,
+        seed: u64,
+    ) -> Vec<Pkt> {
         let mut rng = Rng(seed);
         (0..n)
             .map(|k| {
@@ -894,7 +982,11 @@ mod tests {
     }
 
     fn fixed_cfg(delay_ms: u32) -> JitterConfig {
-        JitterConfig { min_delay_ms: delay_ms, initial_delay_ms: delay_ms, ..JitterConfig::new(8000, 20) }
+        JitterConfig {
+            min_delay_ms: delay_ms,
+            initial_delay_ms: delay_ms,
+            ..JitterConfig::new(8000, 20)
+        }
     }
 
     fn played_seqs(outs: &[Out]) -> Vec<u16> {
@@ -912,12 +1004,20 @@ mod tests {
         assert_eq!(e.extend(65534), 0x1_FFFE);
         assert_eq!(e.extend(65535), 0x1_FFFF);
         assert_eq!(e.extend(1), 0x2_0001);
-        assert_eq!(e.extend(0), 0x2_0000, "late packet from before the wrap of the low byte");
+        assert_eq!(
+            e.extend(0),
+            0x2_0000,
+            "late packet from before the wrap of the low byte"
+        );
         assert_eq!(e.extend(65535), 0x1_FFFF, "reordered across the rollover");
         assert_eq!(e.highest(), Some(0x2_0001));
         let mut e = SeqExtender::default();
         assert_eq!(e.extend(3), 0x1_0003);
-        assert_eq!(e.extend(65530), 0x0_FFFA, "before the first packet stays positive");
+        assert_eq!(
+            e.extend(65530),
+            0x0_FFFA,
+            "before the first packet stays positive"
+        );
     }
 
     #[test]
@@ -926,7 +1026,13 @@ mod tests {
         assert_eq!(c.frame_samples, 160);
         assert_eq!(c.missing_limit, 3);
         assert!(c.capacity as u32 * 20 >= 2 * c.max_delay_ms);
-        let jb = JitterBuffer::new(JitterConfig { min_delay_ms: 100, initial_delay_ms: 10, max_delay_ms: 50, capacity: 1, ..c });
+        let jb = JitterBuffer::new(JitterConfig {
+            min_delay_ms: 100,
+            initial_delay_ms: 10,
+            max_delay_ms: 50,
+            capacity: 1,
+            ..c
+        });
         assert_eq!(jb.config().max_delay_ms, 100);
         assert_eq!(jb.config().initial_delay_ms, 100);
         assert_eq!(jb.config().capacity, 4);
@@ -939,29 +1045,75 @@ mod tests {
         let mut pkts = stream(500, 1000, 12345, 30_000, 0, 0.0, 1);
         let arrivals: Vec<i64> = pkts.iter().map(|p| p.arrival_us).collect();
         let mut outs = Vec::new();
-        sim.run(&mut pkts, 7_000, 500 * 20_000 + 200_000, |o, _| outs.push(o.clone()));
-        let frames: Vec<&Out> = outs.iter().filter(|o| matches!(o, Out::Frame { .. })).collect();
+        sim.run(&mut pkts, 7_000, 500 * 20_000 + 200_000, |o, _| {
+            outs.push(o.clone())
+        });
+        let frames: Vec<&Out> = outs
+            .iter()
+            .filter(|o| matches!(o, Out::Frame { .. }))
+            .collect();
         assert_eq!(frames.len(), 500);
         let mut delays = Vec::new();
         for (k, f) in frames.iter().enumerate() {
-            let Out::Frame { seq, ts, payload, tick_us } = f else { unreachable!() };
+            let Out::Frame {
+                seq,
+                ts,
+                payload,
+                tick_us,
+            } = f
+            else {
+                unreachable!()
+            };
             assert_eq!(*seq, 1000u16.wrapping_add(k as u16));
             assert_eq!(*ts, 12345 + 160 * k as u32);
             assert_eq!(payload.as_slice(), &seq.to_be_bytes());
             delays.push(tick_us - arrivals[k]);
         }
-        assert!(delays.iter().all(|&d| d == delays[0]), "delay not constant: {:?}", &delays[..5]);
+        assert!(
+            delays.iter().all(|&d| d == delays[0]),
+            "delay not constant: {:?}",
+            &delays[..5]
+        );
         assert!((40_000..60_000).contains(&delays[0]), "delay {}", delays[0]);
         // Before the first frame only Empty; between frames nothing else.
-        let first = outs.iter().position(|o| matches!(o, Out::Frame { .. })).unwrap();
+        let first = outs
+            .iter()
+            .position(|o| matches!(o, Out::Frame { .. }))
+            .unwrap();
         assert!(outs[..first].iter().all(|o| *o == Out::Empty));
-        assert!(outs[first..first + 500].iter().all(|o| matches!(o, Out::Frame { .. })));
+        assert!(outs[first..first + 500]
+            .iter()
+            .all(|o| matches!(o, Out::Frame { .. })));
         let s = sim.jb.stats();
         // The end of the stream looks like a loss: `missing_limit` ticks are concealed.
-        assert_eq!((s.received, s.played, s.lost, s.late, s.concealed), (500, 500, 0, 0, 3));
-        assert_eq!(outs[first + 500..first + 503], [Out::Missing { ts: 12345 + 160 * 500 }, Out::Missing { ts: 12345 + 160 * 501 }, Out::Missing { ts: 12345 + 160 * 502 }]);
+        assert_eq!(
+            (s.received, s.played, s.lost, s.late, s.concealed),
+            (500, 500, 0, 0, 3)
+        );
+        assert_eq!(
+            outs[first + 500..first + 503],
+            [
+                Out::Missing {
+                    ts: 12345 + 160 * 500
+                },
+                Out::Missing {
+                    ts: 12345 + 160 * 501
+                },
+                Out::Missing {
+                    ts: 12345 + 160 * 502
+                }
+            ]
+        );
         assert!(outs[first + 503..].iter().all(|o| *o == Out::Empty));
-        assert_eq!((s.frames_dropped, s.frames_inserted, s.duplicates, s.reordered), (0, 0, 0, 0));
+        assert_eq!(
+            (
+                s.frames_dropped,
+                s.frames_inserted,
+                s.duplicates,
+                s.reordered
+            ),
+            (0, 0, 0, 0)
+        );
     }
 
     #[test]
@@ -969,15 +1121,17 @@ mod tests {
         let mut sim = Sim::new(fixed_cfg(60));
         let mut pkts = stream(400, 7, 0, 20_000, 0, 0.0, 1);
         // Every odd packet overtakes its predecessor by 10 ms; every 10th is 35 ms late.
-        for k in 0..pkts.len() {
+        for (k, p) in pkts.iter_mut().enumerate() {
             if k % 2 == 1 {
-                pkts[k].arrival_us -= 30_000;
+                p.arrival_us -= 30_000;
             } else if k % 10 == 0 {
-                pkts[k].arrival_us += 35_000;
+                p.arrival_us += 35_000;
             }
         }
         let mut outs = Vec::new();
-        sim.run(&mut pkts, 3_000, 400 * 20_000 + 300_000, |o, _| outs.push(o.clone()));
+        sim.run(&mut pkts, 3_000, 400 * 20_000 + 300_000, |o, _| {
+            outs.push(o.clone())
+        });
         let seqs = played_seqs(&outs);
         let expect: Vec<u16> = (0..400u16).map(|k| 7 + k).collect();
         assert_eq!(seqs, expect);
@@ -990,14 +1144,22 @@ mod tests {
     fn duplicates_are_dropped_and_counted() {
         let mut sim = Sim::new(fixed_cfg(40));
         let mut pkts = stream(200, 100, 0, 10_000, 0, 0.0, 1);
-        let dups: Vec<Pkt> = pkts.iter().map(|p| Pkt { arrival_us: p.arrival_us + 3_000, ..p.clone() }).collect();
+        let dups: Vec<Pkt> = pkts
+            .iter()
+            .map(|p| Pkt {
+                arrival_us: p.arrival_us + 3_000,
+                ..p.clone()
+            })
+            .collect();
         pkts.extend(dups);
         // Direct check of the result code.
         let p = pkts[0].clone();
         assert_eq!(sim.push(&p), PushResult::Accepted);
         assert_eq!(sim.push(&p), PushResult::Duplicate);
         let mut outs = Vec::new();
-        sim.run(&mut pkts[1..], 0, 200 * 20_000 + 200_000, |o, _| outs.push(o.clone()));
+        sim.run(&mut pkts[1..], 0, 200 * 20_000 + 200_000, |o, _| {
+            outs.push(o.clone())
+        });
         assert_eq!(played_seqs(&outs), (100..300).collect::<Vec<u16>>());
         let s = sim.jb.stats();
         assert_eq!(s.duplicates, 201);
@@ -1010,15 +1172,23 @@ mod tests {
         let mut pkts = stream(100, 0, 0, 10_000, 0, 0.0, 1);
         pkts.retain(|p| p.seq != 10 && !(20..24).contains(&p.seq));
         let mut outs = Vec::new();
-        sim.run(&mut pkts, 5_000, 100 * 20_000 + 200_000, |o, _| outs.push(o.clone()));
-        let first = outs.iter().position(|o| matches!(o, Out::Frame { .. })).unwrap();
+        sim.run(&mut pkts, 5_000, 100 * 20_000 + 200_000, |o, _| {
+            outs.push(o.clone())
+        });
+        let first = outs
+            .iter()
+            .position(|o| matches!(o, Out::Frame { .. }))
+            .unwrap();
         let talk = &outs[first..first + 100];
         for (k, o) in talk.iter().enumerate() {
             let ts = 160 * k as u32;
             if k == 10 || (20..24).contains(&k) {
                 assert_eq!(*o, Out::Missing { ts }, "slot {k}");
             } else {
-                assert!(matches!(o, Out::Frame { seq, ts: t, .. } if *seq == k as u16 && *t == ts), "slot {k}: {o:?}");
+                assert!(
+                    matches!(o, Out::Frame { seq, ts: t, .. } if *seq == k as u16 && *t == ts),
+                    "slot {k}: {o:?}"
+                );
             }
         }
         let s = sim.jb.stats();
@@ -1044,7 +1214,10 @@ mod tests {
                 i += 1;
             }
             if late_result.is_none() && late_at <= tick {
-                late_result = Some(sim.push(&Pkt { arrival_us: late_at, ..late.clone() }));
+                late_result = Some(sim.push(&Pkt {
+                    arrival_us: late_at,
+                    ..late.clone()
+                }));
             }
             outs.push(sim.pop(tick));
             tick += 20_000;
@@ -1072,8 +1245,14 @@ mod tests {
         sim.run(&mut pkts, 11_000, end1, |_, s| samples.push(*s));
         let s1 = sim.jb.stats();
         assert!(late_rate(&s1) < 0.01, "late rate {} {s1:?}", late_rate(&s1));
-        assert!(s1.target_delay_ms >= 50.0 && s1.target_delay_ms <= 70.0, "{s1:?}");
-        assert!(s1.current_delay_ms >= 50.0 && s1.current_delay_ms <= 100.0, "{s1:?}");
+        assert!(
+            s1.target_delay_ms >= 50.0 && s1.target_delay_ms <= 70.0,
+            "{s1:?}"
+        );
+        assert!(
+            s1.current_delay_ms >= 50.0 && s1.current_delay_ms <= 100.0,
+            "{s1:?}"
+        );
         assert!(s1.max_jitter_ms > 10.0, "{s1:?}");
         // Phase 2: 3 minutes of 0-5 ms jitter, continuing the same stream.
         let n2 = 9_000;
@@ -1088,12 +1267,23 @@ mod tests {
             .collect();
         let mut last = JitterStats::default();
         let late_before = s1.late;
-        sim.run(&mut pkts, end1 + 11_000, (n1 + n2) as i64 * 20_000, |_, s| last = *s);
+        sim.run(
+            &mut pkts,
+            end1 + 11_000,
+            (n1 + n2) as i64 * 20_000,
+            |_, s| last = *s,
+        );
         assert!(last.target_delay_ms <= 25.0, "{last:?}");
-        assert!(last.current_delay_ms <= 50.0 && last.current_delay_ms >= 20.0, "{last:?}");
+        assert!(
+            last.current_delay_ms <= 50.0 && last.current_delay_ms >= 20.0,
+            "{last:?}"
+        );
         assert!(last.frames_dropped >= 2, "{last:?}");
         assert!(last.late - late_before < 20, "{last:?}");
-        assert!(last.played + last.frames_dropped + last.late + 10 >= last.received, "{last:?}");
+        assert!(
+            last.played + last.frames_dropped + last.late + 10 >= last.received,
+            "{last:?}"
+        );
     }
 
     fn drift_run(ppm: f64) -> (JitterStats, i64, i64) {
@@ -1120,7 +1310,10 @@ mod tests {
         // 3600 s × 100 ppm = 360 ms = 18 frames to drop.
         assert!((15..=25).contains(&s.frames_dropped), "{s:?}");
         assert!(s.drift_corrections >= 15, "{s:?}");
-        assert!(lo >= -21 && hi <= 26, "delay excess out of band: {lo}..{hi} ms, {s:?}");
+        assert!(
+            lo >= -21 && hi <= 26,
+            "delay excess out of band: {lo}..{hi} ms, {s:?}"
+        );
         assert!(late_rate(&s) < 0.001, "{s:?}");
         assert_eq!(s.resyncs, 0);
     }
@@ -1130,7 +1323,10 @@ mod tests {
         let (s, lo, hi) = drift_run(-100.0);
         assert!((15..=25).contains(&s.frames_inserted), "{s:?}");
         assert!(s.drift_corrections >= 15, "{s:?}");
-        assert!(lo >= -21 && hi <= 26, "delay excess out of band: {lo}..{hi} ms, {s:?}");
+        assert!(
+            lo >= -21 && hi <= 26,
+            "delay excess out of band: {lo}..{hi} ms, {s:?}"
+        );
         assert!(late_rate(&s) < 0.001, "{s:?}");
         assert_eq!(s.resyncs, 0);
     }
@@ -1138,13 +1334,27 @@ mod tests {
     #[test]
     fn sequence_and_timestamp_rollover() {
         let mut sim = Sim::new(fixed_cfg(40));
-        let mut pkts = stream(300, 65_400, u32::MAX - 160 * 100 + 1, 10_000, 15_000, 0.0, 3);
+        let mut pkts = stream(
+            300,
+            65_400,
+            u32::MAX - 160 * 100 + 1,
+            10_000,
+            15_000,
+            0.0,
+            3,
+        );
         let mut outs = Vec::new();
-        sim.run(&mut pkts, 5_000, 300 * 20_000 + 200_000, |o, _| outs.push(o.clone()));
+        sim.run(&mut pkts, 5_000, 300 * 20_000 + 200_000, |o, _| {
+            outs.push(o.clone())
+        });
         let expect: Vec<u16> = (0..300u16).map(|k| 65_400u16.wrapping_add(k)).collect();
         assert_eq!(played_seqs(&outs), expect);
         let s = sim.jb.stats();
-        assert_eq!((s.lost, s.late, s.resyncs, s.played), (0, 0, 0, 300), "{s:?}");
+        assert_eq!(
+            (s.lost, s.late, s.resyncs, s.played),
+            (0, 0, 0, 300),
+            "{s:?}"
+        );
     }
 
     #[test]
@@ -1154,7 +1364,9 @@ mod tests {
         // 100 000 in-order packets in the same instant and no playout.
         let mut accepted = 0;
         for k in 0..100_000u32 {
-            let r = sim.jb.push(sim.at(1000), k as u16, k * 160, false, &[0u8; 160]);
+            let r = sim
+                .jb
+                .push(sim.at(1000), k as u16, k * 160, false, &[0u8; 160]);
             if r == PushResult::Accepted {
                 accepted += 1;
             }
@@ -1162,7 +1374,11 @@ mod tests {
         }
         let s = sim.jb.stats();
         assert!(accepted <= cfg.capacity);
-        assert_eq!(s.overflow + s.duplicates + s.late + accepted as u64, s.received - s.resyncs * 0, "{s:?}");
+        assert_eq!(
+            s.overflow + s.duplicates + s.late + accepted as u64,
+            s.received,
+            "{s:?}"
+        );
         assert!(s.overflow > 90_000);
         // Random garbage: any sequence, timestamp, size and time; nothing panics.
         let mut rng = Rng(99);
@@ -1170,7 +1386,13 @@ mod tests {
         for i in 0..200_000i64 {
             let len = rng.below(400) as usize;
             let at = sim.at(i * 97 + rng.below(50_000) as i64);
-            let r = sim.jb.push(at, rng.next() as u16, rng.next() as u32, rng.below(2) == 0, &payload[..len]);
+            let r = sim.jb.push(
+                at,
+                rng.next() as u16,
+                rng.next() as u32,
+                rng.below(2) == 0,
+                &payload[..len],
+            );
             if len > cfg.max_payload {
                 assert_eq!(r, PushResult::TooLarge);
             }
@@ -1200,7 +1422,12 @@ mod tests {
         assert_eq!(s.played, 300, "{s:?}");
         assert_eq!((s.late, s.lost), (0, 0), "{s:?}");
         // An explicit resync (SSRC change) drops what is buffered.
-        sim.push(&Pkt { arrival_us: 6_700_000, seq: 30_100, ts: 500_000 + 160 * 200, marker: true });
+        sim.push(&Pkt {
+            arrival_us: 6_700_000,
+            seq: 30_100,
+            ts: 500_000 + 160 * 200,
+            marker: true,
+        });
         assert_eq!(sim.jb.buffered(), 1);
         sim.jb.resync();
         assert_eq!(sim.jb.buffered(), 0);
@@ -1212,9 +1439,16 @@ mod tests {
     fn stray_packet_far_behind_does_not_resync() {
         let mut sim = Sim::new(fixed_cfg(40));
         let mut pkts = stream(200, 10_000, 0, 10_000, 0, 0.0, 1);
-        pkts.push(Pkt { arrival_us: 1_000_000, seq: 2_000, ts: 5, marker: false });
+        pkts.push(Pkt {
+            arrival_us: 1_000_000,
+            seq: 2_000,
+            ts: 5,
+            marker: false,
+        });
         let mut outs = Vec::new();
-        sim.run(&mut pkts, 5_000, 200 * 20_000 + 200_000, |o, _| outs.push(o.clone()));
+        sim.run(&mut pkts, 5_000, 200 * 20_000 + 200_000, |o, _| {
+            outs.push(o.clone())
+        });
         let s = sim.jb.stats();
         assert_eq!((s.resyncs, s.played, s.late), (0, 200, 1), "{s:?}");
     }
@@ -1238,7 +1472,11 @@ mod tests {
         let starts: Vec<i64> = outs
             .iter()
             .filter_map(|o| match o {
-                Out::Frame { seq: 0 | 50, tick_us, .. } => Some(*tick_us),
+                Out::Frame {
+                    seq: 0 | 50,
+                    tick_us,
+                    ..
+                } => Some(*tick_us),
                 _ => None,
             })
             .collect();

@@ -156,7 +156,10 @@ pub struct ToneSet {
 impl ToneSet {
     /// The cadence for `tone`, if the plan defines one.
     pub fn cadence(&self, tone: CallProgressTone) -> Option<&'static Cadence> {
-        self.entries.iter().find(|(t, _)| *t == tone).map(|(_, c)| c)
+        self.entries
+            .iter()
+            .find(|(t, _)| *t == tone)
+            .map(|(_, c)| c)
     }
 
     /// ITU-T E.180 / CEPT (ETSI TR 101 041) recommended tones, 425 Hz based, as used in
@@ -860,10 +863,7 @@ mod tests {
         )
         .unwrap();
         let x = render(&mut g, 16000, 160);
-        let zc = x
-            .windows(2)
-            .filter(|w| (w[0] < 0) != (w[1] < 0))
-            .count() as f64;
+        let zc = x.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count() as f64;
         let f = zc / 2.0 / 2.0;
         assert!((f - 425.0).abs() <= 4.25, "{f}");
         // RMS level: −10 dBm0.
@@ -928,7 +928,9 @@ mod tests {
 
     #[test]
     fn confirmation_absent_from_etsi_present_in_na() {
-        assert!(ToneSet::ETSI.cadence(CallProgressTone::Confirmation).is_none());
+        assert!(ToneSet::ETSI
+            .cadence(CallProgressTone::Confirmation)
+            .is_none());
         let c = ToneSet::NORTH_AMERICA
             .cadence(CallProgressTone::Confirmation)
             .unwrap();

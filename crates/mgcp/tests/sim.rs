@@ -154,7 +154,7 @@ fn duplicate_in_progress_gets_100_and_final_is_retransmitted_until_000() {
     // After the 000 the transaction is confirmed: a stray copy is dropped silently.
     w.inject(
         ca,
-        b"CRCX 42 aaln/1@gw.example MGCP 1.0\r\nC: A3C47F21456789F0\r\n",
+        b"CRCX 42 aaln/1@gw.example MGCP 1.0\r\nC: A3C47F21456789F0\r\nM: recvonly\r\n",
     );
     w.run_for(secs(1));
     assert_eq!(w.sent_to(ca).len() - 1, 5);

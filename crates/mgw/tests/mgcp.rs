@@ -610,3 +610,26 @@ fn timers_file() -> String {
     .unwrap();
     path.to_string_lossy().into_owned()
 }
+
+#[test]
+fn reused_transaction_id_with_a_new_command_is_executed() {
+    // A restarted call agent numbering from 1 again must not get stale answers.
+    let gw = Gateway::start_ready(&[]);
+    let t = tid();
+    let crcx_text = format!("CRCX {t} rtpbridge/12@mgw MGCP 1.0\r\nC: 5\r\nM: recvonly\r\n");
+    let first = gw.cmd(&crcx_text);
+    assert_eq!(first.code.0, 200);
+    // A true retransmission (only K: differs) still gets the remembered response.
+    let again = gw.cmd(&format!(
+        "CRCX {t} rtpbridge/12@mgw MGCP 1.0\r\nK: 1\r\nC: 5\r\nM: recvonly\r\n"
+    ));
+    assert_eq!(again, first);
+    // The same id on a different command runs it.
+    let dl = gw.cmd(&format!("DLCX {t} rtpbridge/12@mgw MGCP 1.0\r\nC: 5\r\n"));
+    assert_eq!(dl.code.0, 250, "{dl:?}");
+    let au = gw.cmd(&format!(
+        "AUEP {} rtpbridge/12@mgw MGCP 1.0\r\nF: I\r\n",
+        tid()
+    ));
+    assert_eq!(au.params.get(&ParamName::ConnectionId), Some(""));
+}

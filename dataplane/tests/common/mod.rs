@@ -22,12 +22,20 @@ pub fn start(backend: BackendChoice) -> Dataplane {
 }
 
 pub fn pcmu(pt: u8) -> PayloadBinding {
-    PayloadBinding { pt, codec: Codec { name: "PCMU".into(), clock_rate: 8000, channels: 1 } }
+    PayloadBinding {
+        pt,
+        codec: Codec {
+            name: "PCMU".into(),
+            clock_rate: 8000,
+            channels: 1,
+        },
+    }
 }
 
 pub fn peer() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     s
 }
 
@@ -89,19 +97,28 @@ pub fn add_leg(dp: &Dataplane, key: u32, group: u32, o: LegOpts) -> Leg {
         rtp_timeout: o.timeout,
         counters,
     };
-    dp.send(DataplaneCmd::Add(Box::new(spec))).expect("queue has room");
+    dp.send(DataplaneCmd::Add(Box::new(spec)))
+        .expect("queue has room");
     leg
 }
 
 pub fn modify(dp: &Dataplane, leg: &Leg, update: ConnUpdate) {
-    dp.send(DataplaneCmd::Modify { key: leg.key, group: leg.group, update: Box::new(update) })
-        .expect("queue has room");
+    dp.send(DataplaneCmd::Modify {
+        key: leg.key,
+        group: leg.group,
+        update: Box::new(update),
+    })
+    .expect("queue has room");
     // Commands and packets travel different paths: give the worker time to apply it.
     std::thread::sleep(Duration::from_millis(50));
 }
 
 pub fn remove(dp: &Dataplane, leg: &Leg) {
-    dp.send(DataplaneCmd::Remove { key: leg.key, group: leg.group }).expect("queue has room");
+    dp.send(DataplaneCmd::Remove {
+        key: leg.key,
+        group: leg.group,
+    })
+    .expect("queue has room");
 }
 
 /// Waits for the worker to have applied earlier Add commands.

@@ -22,6 +22,8 @@
 //! `a → µ → a` is exact for every A-law code that is the image of some µ-law code (A-law is
 //! denser than µ-law between 256 and 1024, where a few A-law codes have no µ-law twin).
 
+use super::{silence, CodecError, CodecKind, Decoder, Encoder};
+
 /// Which G.711 companding law.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum G711Law {
@@ -258,6 +260,96 @@ pub fn transcode_slice(from: G711Law, to: G711Law, codes: &[u8], out: &mut [u8])
         *o = table[c as usize];
     }
     n
+}
+
+/// G.711 encoder (either law), by table.
+#[derive(Debug, Clone)]
+pub struct G711Encoder {
+    law: G711Law,
+}
+
+impl G711Encoder {
+    /// A new encoder for `law`.
+    pub fn new(law: G711Law) -> Self {
+        Self { law }
+    }
+}
+
+impl Encoder for G711Encoder {
+    fn kind(&self) -> CodecKind {
+        match self.law {
+            G711Law::MuLaw => CodecKind::Pcmu,
+            G711Law::ALaw => CodecKind::Pcma,
+        }
+    }
+    fn sample_rate(&self) -> u32 {
+        8000
+    }
+    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
+        if pcm.is_empty() {
+            return Err(CodecError::FrameSize { samples: 0 });
+        }
+        if out.len() < pcm.len() {
+            return Err(CodecError::OutputTooSmall { needed: pcm.len() });
+        }
+        Ok(encode_slice(self.law, pcm, out))
+    }
+    fn max_payload_len(&self, samples: usize) -> usize {
+        samples
+    }
+    fn reset(&mut self) {}
+}
+
+/// G.711 decoder (either law), by table. No concealment of its own.
+#[derive(Debug, Clone)]
+pub struct G711Decoder {
+    law: G711Law,
+    last_frame: usize,
+}
+
+impl G711Decoder {
+    /// A new decoder for `law`.
+    pub fn new(law: G711Law) -> Self {
+        Self {
+            law,
+            last_frame: 160,
+        }
+    }
+}
+
+impl Decoder for G711Decoder {
+    fn kind(&self) -> CodecKind {
+        match self.law {
+            G711Law::MuLaw => CodecKind::Pcmu,
+            G711Law::ALaw => CodecKind::Pcma,
+        }
+    }
+    fn sample_rate(&self) -> u32 {
+        8000
+    }
+    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
+        if out.len() < payload.len() {
+            return Err(CodecError::OutputTooSmall {
+                needed: payload.len(),
+            });
+        }
+        if !payload.is_empty() {
+            self.last_frame = payload.len();
+        }
+        Ok(decode_slice(self.law, payload, out))
+    }
+    fn samples_in(&self, payload: &[u8]) -> Result<usize, CodecError> {
+        Ok(payload.len())
+    }
+    fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
+        silence(self.last_frame, out)
+    }
+    fn has_native_plc(&self) -> bool {
+        false
+    }
+    fn reset(&mut self) {
+        self.last_frame = 160;
+    }
 }
 
 #[cfg(test)]

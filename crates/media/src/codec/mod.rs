@@ -42,7 +42,7 @@ mod l16;
 mod opus;
 pub mod resample;
 
-pub use self::g711::G711Law;
+pub use self::g711::{G711Decoder, G711Encoder, G711Law};
 pub use self::g722::{G722Decoder, G722Encoder};
 pub use self::l16::{L16Decoder, L16Encoder};
 pub use self::opus::{OpusDecoder, OpusEncoder, MAX_PACKET as OPUS_MAX_PACKET};
@@ -316,96 +316,6 @@ fn silence(frame: usize, out: &mut [i16]) -> Result<usize, CodecError> {
         .ok_or(CodecError::OutputTooSmall { needed: frame })?;
     dst.fill(0);
     Ok(frame)
-}
-
-/// G.711 encoder (either law), by table.
-#[derive(Debug, Clone)]
-pub struct G711Encoder {
-    law: G711Law,
-}
-
-impl G711Encoder {
-    /// A new encoder for `law`.
-    pub fn new(law: G711Law) -> Self {
-        Self { law }
-    }
-}
-
-impl Encoder for G711Encoder {
-    fn kind(&self) -> CodecKind {
-        match self.law {
-            G711Law::MuLaw => CodecKind::Pcmu,
-            G711Law::ALaw => CodecKind::Pcma,
-        }
-    }
-    fn sample_rate(&self) -> u32 {
-        8000
-    }
-    fn encode(&mut self, pcm: &[i16], out: &mut [u8]) -> Result<usize, CodecError> {
-        if pcm.is_empty() {
-            return Err(CodecError::FrameSize { samples: 0 });
-        }
-        if out.len() < pcm.len() {
-            return Err(CodecError::OutputTooSmall { needed: pcm.len() });
-        }
-        Ok(g711::encode_slice(self.law, pcm, out))
-    }
-    fn max_payload_len(&self, samples: usize) -> usize {
-        samples
-    }
-    fn reset(&mut self) {}
-}
-
-/// G.711 decoder (either law), by table. No concealment of its own.
-#[derive(Debug, Clone)]
-pub struct G711Decoder {
-    law: G711Law,
-    last_frame: usize,
-}
-
-impl G711Decoder {
-    /// A new decoder for `law`.
-    pub fn new(law: G711Law) -> Self {
-        Self {
-            law,
-            last_frame: 160,
-        }
-    }
-}
-
-impl Decoder for G711Decoder {
-    fn kind(&self) -> CodecKind {
-        match self.law {
-            G711Law::MuLaw => CodecKind::Pcmu,
-            G711Law::ALaw => CodecKind::Pcma,
-        }
-    }
-    fn sample_rate(&self) -> u32 {
-        8000
-    }
-    fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
-        if out.len() < payload.len() {
-            return Err(CodecError::OutputTooSmall {
-                needed: payload.len(),
-            });
-        }
-        if !payload.is_empty() {
-            self.last_frame = payload.len();
-        }
-        Ok(g711::decode_slice(self.law, payload, out))
-    }
-    fn samples_in(&self, payload: &[u8]) -> Result<usize, CodecError> {
-        Ok(payload.len())
-    }
-    fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
-        silence(self.last_frame, out)
-    }
-    fn has_native_plc(&self) -> bool {
-        false
-    }
-    fn reset(&mut self) {
-        self.last_frame = 160;
-    }
 }
 
 macro_rules! dispatch {

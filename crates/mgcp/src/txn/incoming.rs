@@ -16,6 +16,9 @@ use crate::message::{Command, Message, ParamName, Response, TransactionId};
 #[derive(Debug)]
 pub(super) struct Entry {
     state: State,
+    /// Digest of the command (without `K:`), to tell a retransmission from a new command
+    /// that reuses the transaction id; 0 when unknown (unparseable commands).
+    fingerprint: u64,
     /// Identifies this entry in the expiry queue (an entry replaced later has a new one).
     gen: u64,
 }
@@ -41,6 +44,22 @@ struct Retx {
     timer_at: Option<Instant>,
 }
 
+/// A digest of a command without its `K:` line (never 0).
+fn fingerprint(cmd: &Command) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    cmd.verb.as_str().hash(&mut h);
+    cmd.endpoint.hash(&mut h);
+    for (name, value) in cmd.params.iter() {
+        if *name != ParamName::ResponseAck {
+            name.code().to_ascii_uppercase().hash(&mut h);
+            value.hash(&mut h);
+        }
+    }
+    cmd.sdp.hash(&mut h);
+    h.finish().max(1)
+}
+
 /// What to do with a duplicate, decided while the cache is borrowed.
 enum Duplicate {
     Provisional,
@@ -52,20 +71,21 @@ impl Agent {
     pub(super) fn handle_command(&mut self, now: Instant, from: SocketAddr, mut cmd: Command) {
         self.stats.commands_received += 1;
         let tid = cmd.tid;
-        if self.answer_duplicate(from, tid) {
+        let fp = fingerprint(&cmd);
+        if self.answer_duplicate(from, tid, fp) {
             return;
         }
         if let Some(k) = cmd.params.remove(&ParamName::ResponseAck) {
             match parse_response_ack(&k) {
                 Ok(ranges) => self.confirm(from, &ranges),
                 Err(e) => {
-                    self.insert_in_progress(from, tid);
+                    self.insert_in_progress(from, tid, fp);
                     self.respond(now, from, Response::new(e.return_code(), tid));
                     return;
                 }
             }
         }
-        self.insert_in_progress(from, tid);
+        self.insert_in_progress(from, tid, fp);
         self.stats.commands_delivered += 1;
         self.events.push_back(Event::Command { from, command: cmd });
         self.command_while_disconnected(now, from);
@@ -80,19 +100,32 @@ impl Agent {
         tid: TransactionId,
         error: &Error,
     ) {
-        if self.answer_duplicate(from, tid) {
+        if self.answer_duplicate(from, tid, 0) {
             return;
         }
         self.stats.parse_errors_answered += 1;
-        self.insert_in_progress(from, tid);
+        self.insert_in_progress(from, tid, 0);
         self.respond(now, from, Response::new(error.return_code(), tid));
     }
 
     /// Handles a repeat of a known transaction; `false` when the transaction is new.
-    fn answer_duplicate(&mut self, from: SocketAddr, tid: TransactionId) -> bool {
+    ///
+    /// A command that reuses a remembered transaction id but differs from the command
+    /// stored under it is not a retransmission (a retransmission repeats the command; only
+    /// its `K:` may change). That happens when a call agent restarts and numbers its
+    /// transactions from 1 again within T-HIST; replaying old answers would silently
+    /// execute nothing, so the old entry is forgotten and the command runs.
+    fn answer_duplicate(&mut self, from: SocketAddr, tid: TransactionId, fp: u64) -> bool {
         let Some(entry) = self.cache.get_mut(&from).and_then(|m| m.get_mut(&tid)) else {
             return false;
         };
+        if fp != 0 && entry.fingerprint != 0 && fp != entry.fingerprint {
+            self.stats.transaction_ids_reused += 1;
+            if let Some(m) = self.cache.get_mut(&from) {
+                m.remove(&tid);
+            }
+            return false;
+        }
         let action = match &mut entry.state {
             State::InProgress { provisional_sent } => {
                 *provisional_sent = true;
@@ -117,7 +150,7 @@ impl Agent {
         true
     }
 
-    fn insert_in_progress(&mut self, from: SocketAddr, tid: TransactionId) {
+    fn insert_in_progress(&mut self, from: SocketAddr, tid: TransactionId, fingerprint: u64) {
         let gen = self.next_gen();
         self.cache.entry(from).or_default().insert(
             tid,
@@ -125,6 +158,7 @@ impl Agent {
                 state: State::InProgress {
                     provisional_sent: false,
                 },
+                fingerprint,
                 gen,
             },
         );
@@ -189,10 +223,16 @@ impl Agent {
             None
         };
         let gen = self.next_gen();
+        let fingerprint = self
+            .cache
+            .get(&to)
+            .and_then(|m| m.get(&tid))
+            .map_or(0, |e| e.fingerprint);
         let old = self.cache.entry(to).or_default().insert(
             tid,
             Entry {
                 state: State::Answered { bytes, retx },
+                fingerprint,
                 gen,
             },
         );

@@ -171,6 +171,9 @@ pub struct AgentStats {
     pub commands_delivered: u64,
     /// Duplicates answered with the cached response.
     pub duplicates_answered: u64,
+    /// Commands that reused a remembered transaction id with different content (a
+    /// restarted call agent) and were executed as new.
+    pub transaction_ids_reused: u64,
     /// Duplicates of a command still executing (answered with `100`).
     pub duplicates_in_progress: u64,
     /// Duplicates of a confirmed (acknowledged) transaction, dropped silently.
