@@ -165,20 +165,27 @@ impl EpollWorker {
                 return Err(e);
             }
             let now = Instant::now();
-            for ev in &events[..n as usize] {
-                let data = ev.u64;
-                if data == WAKE_TOKEN {
-                    self.ctx.waker.drain();
-                    continue;
-                }
-                let slot = (data >> 1) as usize;
-                self.recv_socket(slot, data & 1 == 1, now);
+            let ready = &events[..n as usize];
+            // Commands before packets: a packet that arrives right after a CRCX/MDCX
+            // answer must meet the connection as that command left it. The eventfd is
+            // read before the wake flag is cleared, so a wake written after the clear is
+            // never swallowed.
+            if ready.iter().any(|ev| ev.u64 == WAKE_TOKEN) {
+                self.ctx.waker.drain();
             }
             self.ctx.waker.clear();
             let mut cmds = Vec::new();
             more_cmds = self.ctx.drain(|c| cmds.push(c));
             for c in cmds {
                 self.handle_cmd(c, now);
+            }
+            for ev in ready {
+                let data = ev.u64;
+                if data == WAKE_TOKEN {
+                    continue;
+                }
+                let slot = (data >> 1) as usize;
+                self.recv_socket(slot, data & 1 == 1, now);
             }
         }
         // Stopping: close every connection (Removed is reported for each).

@@ -443,6 +443,14 @@ impl UringWorker {
                 self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
             }
             let now = Instant::now();
+            // Commands before packets: a packet that arrives right after a CRCX/MDCX
+            // answer must meet the connection as that command left it.
+            if !self.ctx.rx.is_empty() {
+                more_cmds = self.ctx.drain(|c| cmds.push(c));
+                for c in cmds.drain(..) {
+                    self.handle_cmd(c, now);
+                }
+            }
             for i in 0..self.cqes.len() {
                 let (ud, res, flags) = self.cqes[i];
                 self.on_cqe(ud, res, flags, now);

@@ -479,8 +479,7 @@ impl DtmfDetector {
             let im = y[k].im * prev[k].re - y[k].re * prev[k].im;
             let dphi = wrap_pi(im.atan2(re) - self.hop_phase[k]);
             let df = dphi * self.fs / (2.0 * PI * self.hop as f32);
-            // Written so that a NaN offset also fails.
-            if !(df.abs() <= self.cfg.freq_tolerance * self.freqs[k]) {
+            if df.is_nan() || df.abs() > self.cfg.freq_tolerance * self.freqs[k] {
                 return None;
             }
             // Mean power of a sine A: A²/2 = 2|X|²/(Σw)², corrected for the offset.
