@@ -224,7 +224,7 @@ fi
 # It creates a connection, is reloaded with SIGHUP and stopped with SIGTERM, as systemd does.
 base=$((20000 + (RANDOM % 200) * 100))
 LOG=$WORK/gw.log
-strace -f -qq -o "$WORK/strace" -- "$PBIN" run --config "$R/etc/mgw/mgw.toml" \
+NO_COLOR=1 strace -f -qq -o "$WORK/strace" -- "$PBIN" run --config "$R/etc/mgw/mgw.toml" \
     --mgcp-bind 127.0.0.1:0 --call-agent 127.0.0.1:9 --domain mgw --http-bind off \
     --rtp-bind 127.0.0.1 --rtp-ports "$base-$((base + 99))" --workers 1 --no-pin \
     >"$WORK/gw.out" 2>"$LOG" &

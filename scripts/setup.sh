@@ -3,9 +3,14 @@
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
-# Build-time packages (C toolchain bits for -sys crates) and test peers.
+# Build-time packages: cmake builds the bundled libopus; pkg-config for -sys crates.
 BUILD_PKGS=(pkg-config cmake)
-TEST_PKGS=(${MGW_TEST_PKGS:-})
+# With --test: what the test suite needs (espeak-ng speaks, sox resamples, for the DTMF
+# talk-off test). The interop checks install their own peers (scripts/interop.sh).
+TEST_PKGS=()
+if [ "${1:-}" = "--test" ]; then
+    TEST_PKGS=(espeak-ng sox)
+fi
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do

@@ -3,7 +3,7 @@
 # binary on loopback), lints, and the interop checks against real peers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 t0=$(date +%s)
 echo "== build (release)"
 cargo build --release --workspace --all-targets
