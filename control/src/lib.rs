@@ -74,6 +74,10 @@ pub struct GatewayConfig {
     /// Address RTP sockets bind to and SDP advertises; `None` = the address that
     /// reaches the primary call agent.
     pub rtp_bind: Option<IpAddr>,
+    /// Address put in SDP `c=` when it differs from the bind address (NAT, or a wildcard
+    /// bind); `None` = the bind address, or for a wildcard bind the address that reaches
+    /// the primary call agent.
+    pub rtp_advertise: Option<IpAddr>,
     /// RTP port range (even ports RTP, odd RTCP).
     pub rtp_ports: (u16, u16),
     /// Endpoints.
@@ -101,6 +105,7 @@ impl Default for GatewayConfig {
             call_agents: vec![SocketAddr::from(([127, 0, 0, 1], 2727))],
             domain: "localhost".into(),
             rtp_bind: None,
+            rtp_advertise: None,
             rtp_ports: (16384, 32767),
             endpoints: default_endpoints(),
             transactions: mgcp::txn::Config::default(),
@@ -207,6 +212,14 @@ pub async fn run(
             RunError::Config("cannot find a local address; set --rtp-bind".into())
         })?,
     };
+    let advertise = match cfg.rtp_advertise {
+        Some(ip) => ip,
+        None if rtp_ip.is_unspecified() => server::local_ip_towards(cfg.call_agents[0])
+            .ok_or_else(|| {
+                RunError::Config("cannot find an address to advertise; set --rtp-advertise".into())
+            })?,
+        None => rtp_ip,
+    };
     let ports = PortPool::new(rtp_ip, cfg.rtp_ports.0, cfg.rtp_ports.1)
         .map_err(|e| RunError::Config(e.to_string()))?;
     let socket = tokio::net::UdpSocket::bind(cfg.mgcp_bind)
@@ -223,6 +236,7 @@ pub async fn run(
     info!(
         mgcp = %local,
         rtp = %rtp_ip,
+        advertised = %advertise,
         ports = ?cfg.rtp_ports,
         backend = ?dataplane.backend(),
         workers = dataplane.workers(),
@@ -259,7 +273,7 @@ pub async fn run(
         CoreConfig {
             domain: cfg.domain.clone(),
             alias_domains,
-            rtp_addr: rtp_ip,
+            rtp_addr: advertise,
             default_ptime: cfg.default_ptime,
             source_check: if cfg.rtp_latch {
                 SourceCheck::Latch

@@ -13,6 +13,7 @@ pub(crate) struct FileConfig {
     pub(crate) call_agents: Option<Vec<String>>,
     pub(crate) domain: Option<String>,
     pub(crate) rtp_bind: Option<IpAddr>,
+    pub(crate) rtp_advertise: Option<IpAddr>,
     pub(crate) rtp_ports: Option<String>,
     pub(crate) workers: Option<usize>,
     pub(crate) pin_workers: Option<bool>,
@@ -48,6 +49,7 @@ mgcp_bind = "0.0.0.0:2427"
 call_agents = ["127.0.0.1:2727"]
 # domain = "gw.example.net"      # default: this host's name
 # rtp_bind = "192.0.2.10"        # default: the address that reaches the first call agent
+# rtp_advertise = "198.51.100.7" # SDP c= address when it differs from rtp_bind (NAT, 0.0.0.0)
 rtp_ports = "16384-32767"
 # workers = 2                    # default: one per usable core
 pin_workers = true

@@ -70,6 +70,9 @@ struct RunArgs {
     /// Address RTP binds to and advertises in SDP [default: the address that reaches the call agent].
     #[arg(long, value_name = "IP")]
     rtp_bind: Option<IpAddr>,
+    /// Address to advertise in SDP when it is not the bind address (NAT) [default: the bind address].
+    #[arg(long, value_name = "IP")]
+    rtp_advertise: Option<IpAddr>,
     /// RTP port range; RTP on even ports, RTCP on RTP+1 [default: 16384-32767].
     #[arg(long, value_name = "LOW-HIGH")]
     rtp_ports: Option<String>,
@@ -165,6 +168,7 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
         cfg.domain = d;
     }
     cfg.rtp_bind = file.rtp_bind;
+    cfg.rtp_advertise = file.rtp_advertise;
     if let Some(r) = &file.rtp_ports {
         cfg.rtp_ports = config::parse_port_range(r)?;
     }
@@ -246,6 +250,9 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     }
     if args.rtp_bind.is_some() {
         cfg.rtp_bind = args.rtp_bind;
+    }
+    if args.rtp_advertise.is_some() {
+        cfg.rtp_advertise = args.rtp_advertise;
     }
     if let Some(r) = &args.rtp_ports {
         cfg.rtp_ports = config::parse_port_range(r)?;
