@@ -107,6 +107,8 @@ pub struct Core<M: MediaPlane> {
     rto: HashMap<usize, Duration>,
     /// Graceful shutdown in progress: no new connections.
     draining: bool,
+    /// Call ids (lower case) whose MGCP and media events are traced.
+    traced: std::collections::HashSet<String>,
     stats: CoreStats,
 }
 
@@ -205,6 +207,7 @@ impl<M: MediaPlane> Core<M> {
             outgoing: VecDeque::new(),
             rto: HashMap::new(),
             draining: false,
+            traced: std::collections::HashSet::new(),
             stats: CoreStats::default(),
         }
     }
@@ -261,6 +264,8 @@ impl<M: MediaPlane> Core<M> {
 
     /// Executes one command and returns its response. Never panics on any input.
     pub fn execute(&mut self, from: SocketAddr, cmd: &Command) -> Response {
+        // The call this command concerns, before it runs (a DLCX removes the connection).
+        let call_before = self.call_of(cmd);
         let result = self.dispatch(from, cmd);
         let resp = match result {
             Ok(r) => r,
@@ -275,7 +280,61 @@ impl<M: MediaPlane> Core<M> {
             .commands
             .entry((cmd.verb, resp.code.0))
             .or_default() += 1;
+        if !self.traced.is_empty() {
+            let call = call_before.or_else(|| self.call_of(cmd));
+            if let Some(call) = call.filter(|c| self.traced.contains(c)) {
+                let text = String::from_utf8_lossy(&mgcp::Message::Command(cmd.clone()).to_bytes())
+                    .into_owned();
+                let answer =
+                    String::from_utf8_lossy(&mgcp::Message::Response(resp.clone()).to_bytes())
+                        .into_owned();
+                tracing::info!(
+                    target: "mgw::calltrace",
+                    call_id = %call,
+                    %from,
+                    verb = %cmd.verb,
+                    tid = %cmd.tid,
+                    endpoint = %cmd.endpoint,
+                    code = %resp.code,
+                    command = %text.trim_end(),
+                    response = %answer.trim_end(),
+                    "MGCP"
+                );
+            }
+        }
         resp
+    }
+
+    /// Starts or stops the per-call trace of a call id (MGCP commands and media events of
+    /// that call are logged at info level under the `mgw::calltrace` target).
+    pub fn trace_call(&mut self, call: &str, on: bool) -> Result<(), Error> {
+        let id = CallId::parse(call)?;
+        let key = id.as_str().to_ascii_lowercase();
+        if on {
+            self.traced.insert(key);
+        } else {
+            self.traced.remove(&key);
+        }
+        Ok(())
+    }
+
+    /// Call ids being traced.
+    pub fn traced_calls(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.traced.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The (lower-case) call id a command concerns: its `C:`, or the call of its `I:`.
+    fn call_of(&self, cmd: &Command) -> Option<String> {
+        if let Some(c) = cmd.params.get(&ParamName::CallId) {
+            return Some(c.to_ascii_lowercase());
+        }
+        let id = ConnectionId::parse(cmd.params.get(&ParamName::ConnectionId)?).ok()?;
+        let eis = self.reg.resolve(&cmd.endpoint).ok()?;
+        let ep = &self.reg.endpoints[*eis.first()?];
+        let ci = ep.conn_index(&id)?;
+        Some(ep.connections[ci].call.as_str().to_ascii_lowercase())
     }
 
     /// The next command the gateway wants to send.
@@ -596,6 +655,23 @@ impl<M: MediaPlane> Core<M> {
         let Some((ei, ci)) = self.reg.find_key(key) else {
             return;
         };
+        if !self.traced.is_empty() {
+            let c = &self.reg.endpoints[ei].connections[ci];
+            let call = c.call.as_str().to_ascii_lowercase();
+            if self.traced.contains(&call) {
+                let s = c.counters.snapshot();
+                tracing::info!(
+                    target: "mgw::calltrace",
+                    call_id = %call,
+                    endpoint = %self.full_name(ei),
+                    connection_id = %c.id.as_str(),
+                    event,
+                    packets_in = s.packets_recv,
+                    packets_out = s.packets_sent,
+                    "media"
+                );
+            }
+        }
         let conn_id = self.reg.endpoints[ei].connections[ci]
             .id
             .as_str()

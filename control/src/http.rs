@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,13 +14,15 @@ use axum::Router;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the HTTP side asks the control task for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum AdminQuery {
     Metrics,
     Status,
     Endpoints,
     Connections,
     Calls,
+    /// Per-call trace: list, start (`Some(true)`), stop (`Some(false)`).
+    Trace(Option<(String, bool)>),
 }
 
 /// The control task's answer.
@@ -28,6 +30,7 @@ pub(crate) enum AdminQuery {
 pub(crate) enum AdminReply {
     Text(String),
     Json(serde_json::Value),
+    BadRequest(String),
 }
 
 /// One request with its reply channel.
@@ -52,6 +55,9 @@ async fn ask(tx: &mpsc::Sender<AdminRequest>, query: AdminQuery) -> Response {
         )
             .into_response(),
         Ok(AdminReply::Json(v)) => axum::Json(v).into_response(),
+        Ok(AdminReply::BadRequest(e)) => {
+            (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response()
+        }
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "gateway stopping\n").into_response(),
     }
 }
@@ -90,6 +96,16 @@ pub(crate) async fn serve(
             "/api/calls",
             get(|State(tx): State<mpsc::Sender<AdminRequest>>| async move {
                 ask(&tx, AdminQuery::Calls).await
+            }),
+        )
+        .route("/api/trace", get(|State(tx): State<mpsc::Sender<AdminRequest>>| async move { ask(&tx, AdminQuery::Trace(None)).await }))
+        .route(
+            "/api/trace/{call}",
+            axum::routing::put(|State(tx): State<mpsc::Sender<AdminRequest>>, Path(call): Path<String>| async move {
+                ask(&tx, AdminQuery::Trace(Some((call, true)))).await
+            })
+            .delete(|State(tx): State<mpsc::Sender<AdminRequest>>, Path(call): Path<String>| async move {
+                ask(&tx, AdminQuery::Trace(Some((call, false)))).await
             }),
         )
         .with_state(tx);

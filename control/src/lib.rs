@@ -96,6 +96,8 @@ pub struct GatewayConfig {
     pub default_ptime: u32,
     /// Admin HTTP server (metrics and JSON API); `None` = off.
     pub http_bind: Option<SocketAddr>,
+    /// Call ids whose MGCP and media events are traced from the start.
+    pub trace_calls: Vec<String>,
 }
 
 impl Default for GatewayConfig {
@@ -115,6 +117,7 @@ impl Default for GatewayConfig {
             rtp_latch: false,
             default_ptime: 20,
             http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 9427))),
+            trace_calls: Vec::new(),
         }
     }
 }
@@ -285,6 +288,11 @@ pub async fn run(
         cfg.endpoints.clone(),
         RealMedia { dataplane, ports },
     );
+    let mut core = core;
+    for call in &cfg.trace_calls {
+        core.trace_call(call, true)
+            .map_err(|e| RunError::Config(format!("trace call {call:?}: {e}")))?;
+    }
     let agent = mgcp::txn::Agent::new(
         cfg.transactions.clone(),
         cfg.domain.clone(),

@@ -210,12 +210,21 @@ impl<M: MediaPlane> Server<M> {
         rsip_done
     }
 
-    fn admin_reply(&self, q: AdminQuery) -> AdminReply {
+    fn admin_reply(&mut self, q: AdminQuery) -> AdminReply {
         let json = |v: Result<serde_json::Value, serde_json::Error>| {
             AdminReply::Json(v.unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() })))
         };
         match q {
             AdminQuery::Metrics => AdminReply::Text(self.metrics()),
+            AdminQuery::Trace(change) => {
+                if let Some((call, on)) = change {
+                    if let Err(e) = self.core.trace_call(&call, on) {
+                        return AdminReply::BadRequest(e.to_string());
+                    }
+                    info!(call_id = %call, on, "per-call trace changed");
+                }
+                json(serde_json::to_value(self.core.traced_calls()))
+            }
             AdminQuery::Endpoints => json(serde_json::to_value(self.core.endpoints_info())),
             AdminQuery::Connections => json(serde_json::to_value(self.core.connections_info())),
             AdminQuery::Calls => json(serde_json::to_value(calls_of(

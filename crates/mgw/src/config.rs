@@ -24,6 +24,7 @@ pub(crate) struct FileConfig {
     pub(crate) shutdown_delay_s: Option<u64>,
     pub(crate) http_bind: Option<String>,
     pub(crate) log: Option<String>,
+    pub(crate) trace_calls: Option<Vec<String>>,
     pub(crate) timers: Option<Timers>,
 }
 

@@ -94,6 +94,10 @@ struct RunArgs {
     /// Admin HTTP server (Prometheus /metrics and the JSON API), or `off` [default: 127.0.0.1:9427].
     #[arg(long, value_name = "IP:PORT|off")]
     http_bind: Option<String>,
+    /// Trace every MGCP command and media event of this call id (repeatable; also
+    /// PUT/DELETE /api/trace/CALLID on the admin server).
+    #[arg(long = "trace-call", value_name = "CALLID")]
+    trace_calls: Vec<String>,
     /// Log format: text or json [default: text].
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -271,6 +275,12 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     }
     if args.rtp_latch {
         cfg.rtp_latch = true;
+    }
+    cfg.trace_calls = file.trace_calls.clone().unwrap_or_default();
+    cfg.trace_calls.extend(args.trace_calls.iter().cloned());
+    for c in &cfg.trace_calls {
+        mgcp::params::CallId::parse(c)
+            .map_err(|_| format!("trace call id {c:?} is not a hex call id"))?;
     }
     if let Some(h) = args.http_bind.as_deref().or(file.http_bind.as_deref()) {
         cfg.http_bind = parse_http_bind(h)?;

@@ -292,3 +292,87 @@ fn sighup_reloads_call_agents() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(gw.cmd(&probe()).code.0, 200);
 }
+
+#[test]
+fn per_call_trace_logs_mgcp_and_media_of_that_call_only() {
+    let log = std::env::temp_dir().join(format!("mgw-trace-{}.log", std::process::id()));
+    let gw = Gateway::start_logged(
+        &[
+            "--log",
+            "warn,mgw::calltrace=info",
+            "--log-format",
+            "json",
+            "--trace-call",
+            "feed",
+        ],
+        &log,
+    );
+    let http = gw.http.unwrap();
+    // Traced from the command line: call feed. Turned on at run time: call beef.
+    let put = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        write!(s, "PUT /api/trace/BEEF HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    };
+    assert!(put.starts_with("HTTP/1.1 200"), "{put}");
+    let (_, list) = http_get(http, "/api/trace");
+    assert!(list.contains("feed") && list.contains("beef"), "{list}");
+    for call in ["feed", "beef", "cafe"] {
+        let r = gw.cmd(&format!(
+            "CRCX {} rtpbridge/20@mgw MGCP 1.0\r\nC: {call}\r\nM: recvonly\r\n",
+            tid()
+        ));
+        assert_eq!(r.code.0, 200);
+        let i = r.params.get(&ParamName::ConnectionId).unwrap().to_string();
+        // DLCX by connection id only: the trace still knows the call.
+        assert_eq!(
+            gw.cmd(&format!(
+                "DLCX {} rtpbridge/20@mgw MGCP 1.0\r\nI: {i}\r\n",
+                tid()
+            ))
+            .code
+            .0,
+            250
+        );
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let traced: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["target"] == "mgw::calltrace")
+        .collect();
+    let calls: Vec<&str> = traced
+        .iter()
+        .filter_map(|v| v["fields"]["call_id"].as_str())
+        .collect();
+    assert_eq!(calls.iter().filter(|c| **c == "feed").count(), 2, "{text}");
+    assert_eq!(calls.iter().filter(|c| **c == "beef").count(), 2, "{text}");
+    assert!(!calls.contains(&"cafe"), "untraced call logged: {text}");
+    let crcx = traced
+        .iter()
+        .find(|v| v["fields"]["verb"] == "CRCX")
+        .unwrap();
+    assert!(crcx["fields"]["command"]
+        .as_str()
+        .unwrap()
+        .contains("C: feed"));
+    assert!(crcx["fields"]["response"]
+        .as_str()
+        .unwrap()
+        .starts_with("200 "));
+    // A bad call id is a 400 from the API.
+    let bad = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(http).unwrap();
+        write!(s, "PUT /api/trace/not-hex! HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    };
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let _ = std::fs::remove_file(&log);
+}

@@ -40,6 +40,22 @@ impl Gateway {
 
     /// Starts the gateway pointed at an existing call agent socket.
     pub fn start_with(ca: CallAgent, extra: &[&str]) -> Gateway {
+        Self::start_opts(ca, extra, None)
+    }
+
+    /// Starts the gateway with its log (stderr) written to `log`, answers the startup RSIP.
+    pub fn start_logged(extra: &[&str], log: &std::path::Path) -> Gateway {
+        let ca = CallAgent::bind("127.0.0.1:0");
+        let gw = Self::start_opts(ca, extra, Some(log));
+        let (rsip, from) = gw
+            .ca
+            .recv_command(Duration::from_secs(5))
+            .expect("startup RSIP");
+        gw.ca.reply(from, &format!("200 {} OK\r\n", rsip.tid));
+        gw
+    }
+
+    fn start_opts(ca: CallAgent, extra: &[&str], log: Option<&std::path::Path>) -> Gateway {
         let (lo, hi) = port_range();
         let ca_addr = ca.addr().to_string();
         let range = format!("{lo}-{hi}");
@@ -73,7 +89,10 @@ impl Gateway {
                 std::env::var("MGW_TEST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match log {
+                Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("spawn mgw");
         let stdout = child.stdout.take().expect("stdout");
