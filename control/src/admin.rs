@@ -132,8 +132,7 @@ impl Metrics {
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    /// One sample with labels.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+    fn name_and_labels(&mut self, name: &str, labels: &[(&str, &str)]) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -149,7 +148,18 @@ impl Metrics {
             }
             self.out.push('}');
         }
+    }
+
+    /// One sample with labels.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.name_and_labels(name, labels);
         let _ = writeln!(self.out, " {value}");
+    }
+
+    /// One sample with a fractional value.
+    pub fn sample_f(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.name_and_labels(name, labels);
+        let _ = writeln!(self.out, " {value:.6}");
     }
 
     /// The finished text (with the OpenMetrics `# EOF`).
@@ -169,9 +179,11 @@ mod tests {
         m.family("mgw_x_total", "counter", "things");
         m.sample("mgw_x_total", &[("verb", "CRCX"), ("code", "200")], 3);
         m.sample("mgw_x_total", &[("q", "a\"b")], 1);
+        m.sample_f("mgw_load", &[("worker", "0")], 0.25);
         let t = m.finish();
         assert!(t.contains("mgw_x_total{verb=\"CRCX\",code=\"200\"} 3\n"));
         assert!(t.contains("{q=\"a\\\"b\"} 1"));
+        assert!(t.contains("mgw_load{worker=\"0\"} 0.250000\n"), "{t}");
         assert!(t.ends_with("# EOF\n"));
     }
 

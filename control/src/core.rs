@@ -51,6 +51,10 @@ pub trait MediaPlane {
     fn ports_in_use(&self) -> usize {
         0
     }
+    /// Per-worker statistics.
+    fn worker_stats(&self) -> Vec<mgw_dataplane::WorkerStats> {
+        Vec::new()
+    }
 }
 
 /// Settings of the core.

@@ -193,6 +193,10 @@ impl MediaPlane for RealMedia {
     fn ports_in_use(&self) -> usize {
         self.ports.in_use()
     }
+
+    fn worker_stats(&self) -> Vec<mgw_dataplane::WorkerStats> {
+        self.dataplane.worker_stats()
+    }
 }
 
 /// Runs the gateway until `shutdown` completes, then says goodbye (RSIP) and returns.
@@ -322,6 +326,7 @@ pub async fn run(
         shutdown_method: cfg.shutdown,
         leave_timeout: cfg.leave_timeout,
         admin: admin_rx,
+        cpu_samples: Vec::new(),
         reloads,
         started: std::time::Instant::now(),
         mgcp_addr: local,

@@ -50,6 +50,8 @@ pub(crate) struct Server<M: MediaPlane> {
     pub(crate) shutdown_method: ShutdownMethod,
     pub(crate) leave_timeout: Duration,
     pub(crate) admin: mpsc::Receiver<AdminRequest>,
+    /// (cpu_ns, wall_ns) per worker at the previous scrape, for the load gauge.
+    pub(crate) cpu_samples: Vec<(u64, u64)>,
     pub(crate) reloads: mpsc::Receiver<crate::Reload>,
     pub(crate) started: Instant,
     pub(crate) mgcp_addr: SocketAddr,
@@ -250,7 +252,7 @@ impl<M: MediaPlane> Server<M> {
         }
     }
 
-    fn metrics(&self) -> String {
+    fn metrics(&mut self) -> String {
         let mut m = Metrics::default();
         self.core.write_metrics(&mut m);
         let s = self.agent.stats();
@@ -367,6 +369,112 @@ impl<M: MediaPlane> Server<M> {
             &[],
             self.core.media().ports_in_use() as u64,
         );
+        let workers = self.core.media().worker_stats();
+        m.family(
+            "mgw_worker_packets",
+            "counter",
+            "UDP datagrams per dataplane worker and direction (RTP and RTCP)",
+        );
+        for w in &workers {
+            let id = w.worker.to_string();
+            m.sample(
+                "mgw_worker_packets_total",
+                &[("worker", &id), ("direction", "rx")],
+                w.rx_packets,
+            );
+            m.sample(
+                "mgw_worker_packets_total",
+                &[("worker", &id), ("direction", "tx")],
+                w.tx_packets,
+            );
+        }
+        m.family(
+            "mgw_worker_bytes",
+            "counter",
+            "UDP payload bytes per dataplane worker and direction",
+        );
+        for w in &workers {
+            let id = w.worker.to_string();
+            m.sample(
+                "mgw_worker_bytes_total",
+                &[("worker", &id), ("direction", "rx")],
+                w.rx_bytes,
+            );
+            m.sample(
+                "mgw_worker_bytes_total",
+                &[("worker", &id), ("direction", "tx")],
+                w.tx_bytes,
+            );
+        }
+        m.family(
+            "mgw_worker_drops",
+            "counter",
+            "Packets dropped per dataplane worker, by reason",
+        );
+        for w in &workers {
+            let id = w.worker.to_string();
+            let d = &w.drops;
+            for (reason, n) in [
+                ("source_check", d.source_check),
+                ("mode", d.mode),
+                ("invalid", d.invalid),
+                ("no_buffer", d.no_buffer),
+                ("send_queue_full", d.send_queue_full),
+                ("send_error", d.send_error),
+            ] {
+                m.sample(
+                    "mgw_worker_drops_total",
+                    &[("worker", &id), ("reason", reason)],
+                    n,
+                );
+            }
+        }
+        m.family(
+            "mgw_worker_connections",
+            "gauge",
+            "Connections per dataplane worker",
+        );
+        for w in &workers {
+            m.sample(
+                "mgw_worker_connections",
+                &[("worker", &w.worker.to_string())],
+                w.connections,
+            );
+        }
+        m.family(
+            "mgw_worker_cpu_seconds",
+            "counter",
+            "CPU time used by each dataplane worker thread (microsecond resolution)",
+        );
+        for w in &workers {
+            // Whole microseconds, exported as a decimal number of seconds.
+            m.sample_f(
+                "mgw_worker_cpu_seconds_total",
+                &[("worker", &w.worker.to_string())],
+                w.cpu_ns as f64 / 1e9,
+            );
+        }
+        m.family(
+            "mgw_worker_cpu_load",
+            "gauge",
+            "Share of one core each worker used since the previous scrape (0..1)",
+        );
+        let prev = std::mem::take(&mut self.cpu_samples);
+        for (i, w) in workers.iter().enumerate() {
+            let load = match prev.get(i) {
+                Some(&(c0, t0)) if w.wall_ns > t0 => {
+                    (w.cpu_ns.saturating_sub(c0)) as f64 / (w.wall_ns - t0) as f64
+                }
+                _ if w.wall_ns > 0 => w.cpu_ns as f64 / w.wall_ns as f64,
+                _ => 0.0,
+            };
+            m.sample_f(
+                "mgw_worker_cpu_load",
+                &[("worker", &w.worker.to_string())],
+                load.clamp(0.0, 1.0),
+            );
+        }
+        self.cpu_samples = workers.iter().map(|w| (w.cpu_ns, w.wall_ns)).collect();
         m.family("mgw_uptime_seconds", "gauge", "Seconds since start");
         m.sample("mgw_uptime_seconds", &[], self.started.elapsed().as_secs());
         m.finish()

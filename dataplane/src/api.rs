@@ -201,11 +201,13 @@ pub struct ConnCounters {
     pub jitter_us: AtomicU64,
     /// Round-trip latency from RTCP, in microseconds (0 when unknown).
     pub rtt_us: AtomicU64,
-    /// Packets dropped by the source check.
+    /// RTP/RTCP datagrams dropped by the source check.
     pub dropped_source: AtomicU64,
-    /// Packets dropped because the mode forbids them or no destination is known.
+    /// RTP packets dropped because the mode forbids them or no destination is known,
+    /// and datagrams that arrive while the connection is being removed.
     pub dropped_mode: AtomicU64,
-    /// Packets dropped for an unknown payload type or malformed RTP.
+    /// Datagrams dropped as invalid: malformed or truncated RTP/RTCP, an unknown payload
+    /// type, or one no destination negotiated.
     pub dropped_invalid: AtomicU64,
 }
 

@@ -1,9 +1,13 @@
 //! The epoll fallback backend: level-triggered epoll, `recvmmsg` per readable socket,
 //! `sendmmsg` per destination socket, eventfd wake, and the epoll timeout as the tick.
+//!
+//! Every receive slot of the batch has a control buffer for `IP_PKTINFO`/`IPV6_PKTINFO`
+//! (the local address of wildcard binds), and every queued send one for the source
+//! address it must leave from; both are fixed arrays owned by the worker.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Instant;
 
@@ -12,7 +16,8 @@ use socket2::SockAddr;
 use crate::api::DataplaneCmd;
 use crate::relay::{Fanout, Relay};
 use crate::rtp::write_header;
-use crate::sys::sockaddr_from_bytes;
+use crate::stats::WorkerCounts;
+use crate::sys::{encode_pktinfo, parse_pktinfo, sockaddr_from_bytes, CmsgBuf, CMSG_BUF};
 use crate::worker::{WorkerCtx, STOP_GRACE, TICK};
 
 const BATCH: usize = 32;
@@ -29,6 +34,9 @@ fn token(slot: usize, rtcp: bool) -> u64 {
 struct OutQueue {
     fds: [RawFd; BATCH],
     lens: [usize; BATCH],
+    /// Control data (source address) per queued datagram; 0 = none.
+    ctrl_lens: [usize; BATCH],
+    ctrls: Box<[CmsgBuf; BATCH]>,
     addrs: Vec<SockAddr>,
     bufs: Box<[[u8; BUF]; BATCH]>,
     n: usize,
@@ -41,11 +49,21 @@ pub(crate) struct EpollWorker {
     epfd: OwnedFd,
     bufs: Box<[[u8; BUF]; BATCH]>,
     names: Box<[[u8; NAME]; BATCH]>,
-    /// (datagram length, address length) of the last receive batch.
-    lens: [(usize, usize); BATCH],
+    ctrls: Box<[CmsgBuf; BATCH]>,
+    /// What the last receive batch returned, per datagram.
+    lens: [Received; BATCH],
     out: OutQueue,
     fanout: Fanout,
     next_tick: Instant,
+}
+
+/// Lengths and flags of one datagram of a receive batch.
+#[derive(Clone, Copy, Debug, Default)]
+struct Received {
+    len: usize,
+    namelen: usize,
+    ctrllen: usize,
+    flags: libc::c_int,
 }
 
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -68,10 +86,13 @@ impl EpollWorker {
             epfd,
             bufs: Box::new([[0; BUF]; BATCH]),
             names: Box::new([[0; NAME]; BATCH]),
-            lens: [(0, 0); BATCH],
+            ctrls: Box::new([CmsgBuf::new(); BATCH]),
+            lens: [Received::default(); BATCH],
             out: OutQueue {
                 fds: [-1; BATCH],
                 lens: [0; BATCH],
+                ctrl_lens: [0; BATCH],
+                ctrls: Box::new([CmsgBuf::new(); BATCH]),
                 addrs: Vec::with_capacity(BATCH),
                 bufs: Box::new([[0; BUF]; BATCH]),
                 n: 0,
@@ -94,6 +115,7 @@ impl EpollWorker {
     }
 
     fn handle_cmd(&mut self, cmd: DataplaneCmd, now: Instant) {
+        self.relay.counts.commands = self.relay.counts.commands.wrapping_add(1);
         match cmd {
             DataplaneCmd::Add(spec) => match self.relay.add(spec, now) {
                 Ok(slot) => {
@@ -134,10 +156,12 @@ impl EpollWorker {
     pub(crate) fn run(mut self) -> io::Result<()> {
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
         let mut more_cmds = false;
+        self.ctx.publish(&self.relay);
         loop {
             if self.ctx.stopping() {
                 break;
             }
+            self.relay.counts.loop_passes = self.relay.counts.loop_passes.wrapping_add(1);
             let now = Instant::now();
             if now >= self.next_tick {
                 self.tick(now);
@@ -201,6 +225,7 @@ impl EpollWorker {
                 break;
             }
         }
+        self.ctx.publish(&self.relay);
         Ok(())
     }
 
@@ -213,23 +238,17 @@ impl EpollWorker {
         });
         for (slot, to, bytes) in reports {
             if let Some((_, rtcp)) = relay.fds(slot) {
-                let addr = SockAddr::from(to);
-                // SAFETY: buffer and address are live for the call and their lengths match.
-                let r = unsafe {
-                    libc::sendto(
-                        rtcp,
-                        bytes.as_ptr().cast(),
-                        bytes.len(),
-                        libc::MSG_DONTWAIT,
-                        addr.as_ptr().cast(),
-                        addr.len(),
-                    )
-                };
-                if r < 0 {
-                    tracing::trace!(error = %io::Error::last_os_error(), "rtcp send failed");
+                let src = relay.rtcp_source(slot);
+                match send_one(rtcp, to, src, &bytes, &mut self.out.ctrls[0]) {
+                    Ok(n) => relay.counts.sent(n, true),
+                    Err(e) => {
+                        tracing::trace!(error = %e, "rtcp send failed");
+                        relay.counts.send_failed(e.raw_os_error().unwrap_or(0));
+                    }
                 }
             }
         }
+        self.ctx.publish(&self.relay);
     }
 
     fn recv_socket(&mut self, slot: usize, rtcp: bool, now: Instant) {
@@ -248,21 +267,31 @@ impl EpollWorker {
                 }
             };
             for i in 0..n {
-                let (len, namelen) = self.lens[i];
-                let Some(from) = sockaddr_from_bytes(&self.names[i][..namelen.min(NAME)]) else {
+                let r = self.lens[i];
+                self.relay.counts.received(r.len, rtcp);
+                let from = sockaddr_from_bytes(&self.names[i][..r.namelen.min(NAME)]);
+                let Some(from) = from.filter(|_| r.flags & libc::MSG_TRUNC == 0) else {
+                    self.relay.count_invalid(slot);
                     continue;
                 };
-                let pkt = &self.bufs[i][..len.min(BUF)];
+                let local = if r.flags & libc::MSG_CTRUNC == 0 {
+                    parse_pktinfo(&self.ctrls[i].0[..r.ctrllen.min(CMSG_BUF)])
+                } else {
+                    None
+                };
+                let pkt = &self.bufs[i][..r.len.min(BUF)];
                 if rtcp {
-                    self.relay.on_rtcp(slot, from, pkt, now);
+                    self.relay.on_rtcp_via(slot, from, local, pkt, now);
                     continue;
                 }
-                self.relay.on_rtp(slot, from, pkt, now, &mut self.fanout);
+                self.relay
+                    .on_rtp_via(slot, from, local, pkt, now, &mut self.fanout);
                 for tx in self.fanout.iter() {
                     if self.out.n == BATCH {
-                        flush(&mut self.out);
+                        flush(&mut self.out, &mut self.relay.counts);
                     }
                     let Some((fd, _)) = self.relay.fds(tx.slot) else {
+                        self.relay.counts.send_failed(libc::EBADF);
                         continue;
                     };
                     let k = self.out.n;
@@ -272,11 +301,15 @@ impl EpollWorker {
                     }
                     self.out.fds[k] = fd;
                     self.out.lens[k] = pkt.len();
+                    self.out.ctrl_lens[k] = match tx.src {
+                        Some(ip) => encode_pktinfo(&mut self.out.ctrls[k], ip),
+                        None => 0,
+                    };
                     self.out.addrs.push(SockAddr::from(tx.to));
                     self.out.n += 1;
                 }
             }
-            flush(&mut self.out);
+            flush(&mut self.out, &mut self.relay.counts);
             if n < BATCH {
                 break;
             }
@@ -298,6 +331,8 @@ impl EpollWorker {
             hdrs[i].msg_hdr.msg_namelen = NAME as libc::socklen_t;
             hdrs[i].msg_hdr.msg_iov = &mut iov[i];
             hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_control = self.ctrls[i].0.as_mut_ptr().cast();
+            hdrs[i].msg_hdr.msg_controllen = CMSG_BUF as _;
         }
         // SAFETY: every header points at live buffers of the stated sizes, owned by self
         // or this frame, for the duration of the call.
@@ -315,14 +350,57 @@ impl EpollWorker {
         }
         let n = n as usize;
         for (i, h) in hdrs.iter().take(n).enumerate() {
-            self.lens[i] = (h.msg_len as usize, h.msg_hdr.msg_namelen as usize);
+            // `msg_controllen` is `size_t` on glibc but `socklen_t` on musl.
+            #[allow(clippy::unnecessary_cast)]
+            let ctrllen = h.msg_hdr.msg_controllen as usize;
+            self.lens[i] = Received {
+                len: h.msg_len as usize,
+                namelen: h.msg_hdr.msg_namelen as usize,
+                ctrllen,
+                flags: h.msg_hdr.msg_flags,
+            };
         }
         Ok(n)
     }
 }
 
-/// Sends the queued packets, one `sendmmsg` per run of the same socket.
-fn flush(q: &mut OutQueue) {
+/// Sends one datagram with `sendmsg`, from source address `src` when given (`ctrl`
+/// holds its pktinfo message for the duration of the call).
+fn send_one(
+    fd: RawFd,
+    to: SocketAddr,
+    src: Option<IpAddr>,
+    bytes: &[u8],
+    ctrl: &mut CmsgBuf,
+) -> io::Result<usize> {
+    let addr = SockAddr::from(to);
+    let mut iov = libc::iovec {
+        iov_base: bytes.as_ptr() as *mut libc::c_void,
+        iov_len: bytes.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
+    hdr.msg_namelen = addr.len();
+    hdr.msg_iov = &mut iov;
+    hdr.msg_iovlen = 1;
+    if let Some(ip) = src {
+        let n = encode_pktinfo(ctrl, ip);
+        hdr.msg_control = ctrl.0.as_mut_ptr().cast();
+        hdr.msg_controllen = n as _;
+    }
+    // SAFETY: the header points at the live address, iovec (over `bytes`, which the
+    // kernel only reads) and control buffer for the duration of the call.
+    let r = unsafe { libc::sendmsg(fd, &hdr, libc::MSG_DONTWAIT) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r as usize)
+}
+
+/// Sends the queued packets, one `sendmmsg` per run of the same socket, counting each
+/// datagram as sent or failed.
+fn flush(q: &mut OutQueue, counts: &mut WorkerCounts) {
     let mut start = 0;
     while start < q.n {
         let fd = q.fds[start];
@@ -343,6 +421,10 @@ fn flush(q: &mut OutQueue) {
             hdrs[j].msg_hdr.msg_namelen = q.addrs[k].len();
             hdrs[j].msg_hdr.msg_iov = &mut iov[j];
             hdrs[j].msg_hdr.msg_iovlen = 1;
+            if q.ctrl_lens[k] > 0 {
+                hdrs[j].msg_hdr.msg_control = q.ctrls[k].0.as_mut_ptr().cast();
+                hdrs[j].msg_hdr.msg_controllen = q.ctrl_lens[k] as _;
+            }
         }
         let mut sent = 0;
         while sent < count {
@@ -356,9 +438,14 @@ fn flush(q: &mut OutQueue) {
                 )
             };
             if r <= 0 {
-                tracing::trace!(error = %io::Error::last_os_error(), "sendmmsg failed");
+                let e = io::Error::last_os_error();
+                tracing::trace!(error = %e, "sendmmsg failed");
+                counts.send_failed(e.raw_os_error().unwrap_or(0));
                 sent += 1; // skip the failing datagram
             } else {
+                for h in hdrs.iter().skip(sent).take(r as usize) {
+                    counts.sent(h.msg_len as usize, false);
+                }
                 sent += r as usize;
             }
         }

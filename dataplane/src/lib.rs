@@ -15,7 +15,8 @@
 //! blocks and hands the command back when the queue is full. Worker → control: one
 //! bounded event channel, written with `try_send` only; events that do not fit are
 //! counted ([`Dataplane::dropped_events`]) and dropped. The only shared memory is
-//! [`ConnCounters`]: relaxed atomic stores by the owning worker, reads by anyone.
+//! [`ConnCounters`] and each worker's statistics block ([`Dataplane::worker_stats`]):
+//! relaxed atomic stores by the owning worker, reads by anyone.
 //!
 //! ## The run loop (per worker)
 //! 1. drain at most [`worker::CMDS_PER_PASS`] commands (Add/Modify/Remove);
@@ -31,6 +32,40 @@
 //! timestamp so the far end sees one stream). A removed connection's outstanding ring
 //! operations are cancelled and its slot is reused only after their completions arrive;
 //! its sockets are closed before [`DataplaneEvent::Removed`] is sent.
+//!
+//! ## Local addresses on wildcard binds
+//! A [`PortPool`] on `0.0.0.0`/`::` enables `IP_PKTINFO`/`IPV6_RECVPKTINFO`. Both
+//! backends read the control data of every datagram (io_uring: the multishot `msghdr`
+//! template reserves `msg_controllen` bytes, so the control data sits in each provided
+//! buffer between the source address and the payload; epoll: one control buffer per
+//! `recvmmsg` slot). An *accepted* datagram records its destination address per
+//! connection (`local_ip`, RTP and RTCP separately; forgotten when the remote's address
+//! changes), and every send towards that connection's remote carries an `IP_PKTINFO`
+//! (`ipi_spec_dst`) or `IPV6_PKTINFO` (`ipi6_addr`) control message naming it, so the
+//! remote hears from the address it talks to. The control-message bytes live in the
+//! send slot (io_uring) or the send queue (epoll) until the send completes; nothing is
+//! allocated per packet. Until the remote has spoken, the kernel chooses the source.
+//!
+//! ## Statistics and drop accounting
+//! [`Dataplane::worker_stats`] returns a [`WorkerStats`] per worker: datagrams and bytes
+//! received and sent (RTCP shown separately), drops by reason ([`DropCounts`]: source
+//! check, mode, invalid, no buffer, send queue full, send error), live connections,
+//! commands handled, loop passes, and the worker thread's CPU time with the wall time
+//! since it started (load = Δcpu / Δwall). On the packet path a worker counts into plain
+//! worker-local integers; once per tick (and when stopping) it reads
+//! `CLOCK_THREAD_CPUTIME_ID` and publishes everything with relaxed stores into its own
+//! 128-byte aligned block of atomics ([`stats`]), which only it writes.
+//!
+//! Every dropped datagram is counted under exactly one reason. Where a connection is
+//! known (source check, mode, invalid — RTP and RTCP alike, including datagrams for a
+//! connection being removed) its [`ConnCounters`] field is incremented; the worker keeps
+//! the same three reasons as running totals (so they survive connection removal and
+//! equal the sums of its connections' counters, plus datagrams that found no
+//! connection). Send-side failures (`no_buffer` for `ENOBUFS`/`EAGAIN` and an empty
+//! io_uring buffer ring, `send_queue_full` when every io_uring send slot is in flight,
+//! `send_error` otherwise) are counted per worker only. Events to the control plane are
+//! only ever sent with `try_send`; those that do not fit are counted in
+//! [`Dataplane::dropped_events`].
 
 #![warn(missing_docs)]
 
@@ -40,12 +75,14 @@ pub mod ports;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp;
+pub mod stats;
 mod sys;
 mod uring;
 pub mod worker;
 
 pub use api::*;
 pub use ports::{PortPool, PortRangeError, RtpPorts};
+pub use stats::{DropCounts, WorkerStats};
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +97,7 @@ struct WorkerHandle {
     tx: Sender<DataplaneCmd>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
+    stats: Arc<stats::SharedStats>,
     join: Option<JoinHandle<()>>,
 }
 
@@ -120,6 +158,7 @@ impl Dataplane {
             let (tx, rx) = crossbeam_channel::bounded(config.cmd_capacity.max(1));
             let waker = Arc::new(Waker::new()?);
             let stop = Arc::new(AtomicBool::new(false));
+            let stats = Arc::new(stats::SharedStats::default());
             let core = cores.get(index % cores.len().max(1)).copied();
             if core.is_some() {
                 pinned += 1;
@@ -131,6 +170,8 @@ impl Dataplane {
                 stop: Arc::clone(&stop),
                 events: ev_tx.clone(),
                 dropped_events: Arc::clone(&dp.dropped_events),
+                stats: Arc::clone(&stats),
+                started: std::time::Instant::now(),
             };
             let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
             let join = std::thread::Builder::new()
@@ -140,6 +181,7 @@ impl Dataplane {
                 tx,
                 waker,
                 stop,
+                stats,
                 join: Some(join),
             });
             match ready_rx.recv() {
@@ -187,6 +229,17 @@ impl Dataplane {
     /// Events dropped because the event channel was full.
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of every worker's statistics, in worker order (see [`WorkerStats`]:
+    /// values as of each worker's last ~100 ms tick). Lock-free: relaxed loads of
+    /// atomics only the owning worker writes.
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| w.stats.snapshot(i))
+            .collect()
     }
 
     /// Stops and joins the workers (their connections are closed).

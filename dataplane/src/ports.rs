@@ -1,8 +1,8 @@
 //! RTP/RTCP port pairs: an even RTP port and the odd RTCP port above it, taken
 //! round-robin from a configured range, with the socket options media sockets need
 //! (non-blocking, close-on-exec, DSCP EF, 1 MiB buffers where the sysctl limits allow,
-//! and `IP_PKTINFO` on wildcard binds; the backends currently leave the choice of
-//! source address to the kernel's routing).
+//! and `IP_PKTINFO`/`IPV6_RECVPKTINFO` on wildcard binds: the backends read each
+//! datagram's local address and send to that remote from the same address).
 
 use std::collections::HashSet;
 use std::io;

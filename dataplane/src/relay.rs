@@ -1,9 +1,20 @@
 //! The backend-independent worker core: connection slab, groups, the per-packet
 //! forward decision and the periodic tick. No sockets are read or written here (the
 //! backends do that); time comes in as `now`.
+//!
+//! Drop accounting: every datagram this core refuses is counted under exactly one
+//! reason — on the connection's [`ConnCounters`] when a connection is known, and in
+//! the worker's totals ([`crate::stats::DropCounts`]) always, so a worker's
+//! `source_check`/`mode`/`invalid` equal the sums over its connections (plus
+//! datagrams that found no connection).
+//!
+//! Local addresses: on a wildcard-bound socket the backends pass the address each
+//! datagram was sent to (`IP_PKTINFO`/`IPV6_PKTINFO`); an accepted datagram records it
+//! per connection, and every [`Tx`] towards that connection's remote carries it as
+//! [`Tx::src`], so replies leave from the address the remote talks to.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +29,7 @@ use crate::api::{
 };
 use crate::rtcp::{build_report, parse_rtcp, ReportData, SenderData};
 use crate::rtp::{to_rtp_units, Header, OutStream, RecvStats, SeqVerdict};
+use crate::stats::{DropCounts, WorkerCounts};
 
 /// Most destinations one received packet can be forwarded to (legs in a group - 1).
 pub const MAX_FANOUT: usize = 16;
@@ -38,6 +50,10 @@ pub struct Tx {
     pub to: SocketAddr,
     /// Header to write; `None` sends the packet back unchanged (echo modes).
     pub header: Option<Header>,
+    /// Source address to send from (`IP_PKTINFO`/`IPV6_PKTINFO`): the local address
+    /// the destination's remote talks to, once known on a wildcard-bound socket;
+    /// `None` leaves the choice to the kernel.
+    pub src: Option<IpAddr>,
 }
 
 /// The sends decided for one packet (fixed capacity, no allocation).
@@ -115,6 +131,32 @@ fn bump(local: &mut u64, shared: &AtomicU64, by: u64) {
     shared.store(*local, Ordering::Relaxed);
 }
 
+/// Why a datagram was refused (exactly one per drop).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Why {
+    Source,
+    Mode,
+    Invalid,
+}
+
+/// Counts one drop: on the connection when known, and in the worker totals.
+fn count_drop(conn: Option<&mut Conn>, drops: &mut DropCounts, why: Why) {
+    let total = match why {
+        Why::Source => &mut drops.source_check,
+        Why::Mode => &mut drops.mode,
+        Why::Invalid => &mut drops.invalid,
+    };
+    *total = total.wrapping_add(1);
+    if let Some(c) = conn {
+        let (local, shared) = match why {
+            Why::Source => (&mut c.c.dropped_source, &c.counters.dropped_source),
+            Why::Mode => (&mut c.c.dropped_mode, &c.counters.dropped_mode),
+            Why::Invalid => (&mut c.c.dropped_invalid, &c.counters.dropped_invalid),
+        };
+        bump(local, shared, 1);
+    }
+}
+
 #[derive(Debug)]
 struct Conn {
     key: ConnKey,
@@ -127,6 +169,10 @@ struct Conn {
     source_check: SourceCheck,
     latched: Option<SocketAddr>,
     rtcp_latched: Option<SocketAddr>,
+    /// Local address the remote sends RTP to (wildcard binds only).
+    local_rtp: Option<IpAddr>,
+    /// Local address the remote sends RTCP to (wildcard binds only).
+    local_rtcp: Option<IpAddr>,
     has_payloads: bool,
     pt_codec: [u16; 128],
     pt_clock: [u32; 128],
@@ -214,6 +260,8 @@ pub struct Relay {
     epoch_ntp: u64,
     rng: u64,
     rtcp_buf: [u8; 512],
+    /// This worker's counters (plain integers; the backend publishes them on the tick).
+    pub(crate) counts: WorkerCounts,
 }
 
 fn duration_to_ntp(d: Duration) -> u64 {
@@ -244,6 +292,7 @@ impl Relay {
             epoch_ntp,
             rng: (epoch_ntp ^ 0x9e37_79b9_7f4a_7c15) | 1,
             rtcp_buf: [0; 512],
+            counts: WorkerCounts::default(),
         }
     }
 
@@ -252,6 +301,11 @@ impl Relay {
     pub fn detached(now: Instant) -> Relay {
         let (tx, _rx) = crossbeam_channel::bounded(1);
         Relay::new(tx, Arc::new(AtomicU64::new(0)), now, SystemTime::now())
+    }
+
+    /// This worker's drop totals by reason (see [`crate::stats::DropCounts`]).
+    pub fn drop_counts(&self) -> DropCounts {
+        self.counts.drops
     }
 
     fn random_interval(&mut self) -> Duration {
@@ -338,6 +392,8 @@ impl Relay {
             source_check: spec.source_check,
             latched: None,
             rtcp_latched: None,
+            local_rtp: None,
+            local_rtcp: None,
             has_payloads: false,
             pt_codec: [NO_CODEC; 128],
             pt_clock: [DEFAULT_CLOCK; 128],
@@ -381,6 +437,11 @@ impl Relay {
             conn.mode = m;
         }
         if let Some(r) = update.remote_rtp {
+            if conn.remote_rtp.map(|old| old.ip()) != Some(r.ip()) {
+                // A different remote may reach us on another local address.
+                conn.local_rtp = None;
+                conn.local_rtcp = None;
+            }
             conn.remote_rtp = Some(r);
             conn.latched = None;
             conn.rtcp_latched = None;
@@ -454,7 +515,8 @@ impl Relay {
 
     /// The per-packet path: decides what to do with an RTP datagram received on
     /// connection `slot` from `from`, updating statistics; the sends are left in `out`
-    /// (the backend writes each [`Tx::header`] into its copy of the packet).
+    /// (the backend writes each [`Tx::header`] into its copy of the packet). Same as
+    /// [`Relay::on_rtp_via`] without a known local address.
     pub fn on_rtp(
         &mut self,
         slot: usize,
@@ -463,12 +525,31 @@ impl Relay {
         now: Instant,
         out: &mut Fanout,
     ) {
+        self.on_rtp_via(slot, from, None, pkt, now, out);
+    }
+
+    /// [`Relay::on_rtp`] for a datagram that arrived on local address `local` (from
+    /// `IP_PKTINFO`/`IPV6_PKTINFO` on a wildcard-bound socket). An accepted datagram
+    /// records `local` as the connection's local address: later sends to its remote
+    /// carry it as [`Tx::src`].
+    pub fn on_rtp_via(
+        &mut self,
+        slot: usize,
+        from: SocketAddr,
+        local: Option<IpAddr>,
+        pkt: &[u8],
+        now: Instant,
+        out: &mut Fanout,
+    ) {
         out.clear();
         let epoch = self.epoch;
+        let drops = &mut self.counts.drops;
         let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            count_drop(None, drops, Why::Invalid);
             return;
         };
         if conn.closing {
+            count_drop(Some(conn), drops, Why::Mode);
             return;
         }
         // RTCP sent to the RTP port (types 200..=204 read as marker + PT 72..=76).
@@ -479,11 +560,7 @@ impl Relay {
             RtpPacket::parse(pkt).ok()
         };
         let Some(p) = parsed else {
-            bump(
-                &mut conn.c.dropped_invalid,
-                &conn.counters.dropped_invalid,
-                1,
-            );
+            count_drop(Some(conn), drops, Why::Invalid);
             return;
         };
         let accepted = match conn.source_check {
@@ -497,8 +574,11 @@ impl Relay {
             },
         };
         if !accepted {
-            bump(&mut conn.c.dropped_source, &conn.counters.dropped_source, 1);
+            count_drop(Some(conn), drops, Why::Source);
             return;
+        }
+        if local.is_some() {
+            conn.local_rtp = local;
         }
         let pt = usize::from(p.payload_type());
         let (codec, clock) = match (conn.pt_codec.get(pt), conn.pt_clock.get(pt)) {
@@ -506,11 +586,7 @@ impl Relay {
             _ => (NO_CODEC, DEFAULT_CLOCK),
         };
         if conn.has_payloads && codec == NO_CODEC {
-            bump(
-                &mut conn.c.dropped_invalid,
-                &conn.counters.dropped_invalid,
-                1,
-            );
+            count_drop(Some(conn), drops, Why::Invalid);
             return;
         }
         let (ssrc, seq, ts) = (p.ssrc(), p.sequence_number(), p.timestamp());
@@ -545,6 +621,7 @@ impl Relay {
                 slot,
                 to: from,
                 header: None,
+                src: conn.local_rtp,
             });
             bump(&mut conn.c.packets_sent, &conn.counters.packets_sent, 1);
             bump(
@@ -555,83 +632,104 @@ impl Relay {
             return;
         }
         if !conn.mode.receives() {
-            bump(&mut conn.c.dropped_mode, &conn.counters.dropped_mode, 1);
+            count_drop(Some(conn), drops, Why::Mode);
             return;
         }
         let (src_key, src_has_payloads, src_pt, group) =
             (conn.key.0, conn.has_payloads, pt as u8, conn.group);
-        let Some(Some(g)) = self.groups.get(group) else {
-            return;
-        };
         let mut pt_miss = false;
-        for &m in &g.members {
-            if m == slot {
-                continue;
-            }
-            let Some(Some(dst)) = self.conns.get_mut(m) else {
-                continue;
-            };
-            if !dst.mode.sends() {
-                continue;
-            }
-            let Some(to) = dst.rtp_dest() else {
-                continue;
-            };
-            let out_pt = if src_has_payloads && dst.has_payloads {
-                match dst.codec_pt.iter().find(|(c, _)| *c == codec) {
-                    Some(&(_, pt)) => pt,
-                    None => {
-                        pt_miss = true;
-                        continue;
-                    }
+        if let Some(Some(g)) = self.groups.get(group) {
+            for &m in &g.members {
+                if m == slot {
+                    continue;
                 }
-            } else {
-                src_pt
-            };
-            let (oseq, ots) = dst.out.map(src_key, ssrc, seq, ts, clock, now);
-            dst.out_clock = clock;
-            let header = Header {
-                pt: out_pt,
-                seq: oseq,
-                ts: ots,
-                ssrc: dst.out.ssrc,
-            };
-            if out.push(Tx {
-                slot: m,
-                to,
-                header: Some(header),
-            }) {
-                bump(&mut dst.c.packets_sent, &dst.counters.packets_sent, 1);
-                bump(
-                    &mut dst.c.octets_sent,
-                    &dst.counters.octets_sent,
-                    payload_len,
-                );
+                let Some(Some(dst)) = self.conns.get_mut(m) else {
+                    continue;
+                };
+                if !dst.mode.sends() {
+                    continue;
+                }
+                let Some(to) = dst.rtp_dest() else {
+                    continue;
+                };
+                let out_pt = if src_has_payloads && dst.has_payloads {
+                    match dst.codec_pt.iter().find(|(c, _)| *c == codec) {
+                        Some(&(_, pt)) => pt,
+                        None => {
+                            pt_miss = true;
+                            continue;
+                        }
+                    }
+                } else {
+                    src_pt
+                };
+                let (oseq, ots) = dst.out.map(src_key, ssrc, seq, ts, clock, now);
+                dst.out_clock = clock;
+                let header = Header {
+                    pt: out_pt,
+                    seq: oseq,
+                    ts: ots,
+                    ssrc: dst.out.ssrc,
+                };
+                if out.push(Tx {
+                    slot: m,
+                    to,
+                    header: Some(header),
+                    src: dst.local_rtp,
+                }) {
+                    bump(&mut dst.c.packets_sent, &dst.counters.packets_sent, 1);
+                    bump(
+                        &mut dst.c.octets_sent,
+                        &dst.counters.octets_sent,
+                        payload_len,
+                    );
+                } else {
+                    // More legs than MAX_FANOUT: this copy is not sent.
+                    self.counts.send_queue_full();
+                }
             }
         }
         if out.is_empty() {
-            if let Some(Some(conn)) = self.conns.get_mut(slot) {
-                if pt_miss {
-                    bump(
-                        &mut conn.c.dropped_invalid,
-                        &conn.counters.dropped_invalid,
-                        1,
-                    );
-                } else {
-                    bump(&mut conn.c.dropped_mode, &conn.counters.dropped_mode, 1);
-                }
-            }
+            let why = if pt_miss { Why::Invalid } else { Why::Mode };
+            let conn = self.conns.get_mut(slot).and_then(Option::as_mut);
+            count_drop(conn, &mut self.counts.drops, why);
         }
     }
 
+    /// Counts a datagram received on `slot` that could not be read properly
+    /// (truncated, no decodable sender): the backends call this instead of
+    /// [`Relay::on_rtp`]/[`Relay::on_rtcp`].
+    pub fn count_invalid(&mut self, slot: usize) {
+        let conn = self.conns.get_mut(slot).and_then(Option::as_mut);
+        count_drop(conn, &mut self.counts.drops, Why::Invalid);
+    }
+
     /// Handles an RTCP datagram received on connection `slot`: records sender reports
-    /// (for our LSR/DLSR) and the round-trip time. RTCP is never relayed.
+    /// (for our LSR/DLSR) and the round-trip time. RTCP is never relayed. Same as
+    /// [`Relay::on_rtcp_via`] without a known local address.
     pub fn on_rtcp(&mut self, slot: usize, from: SocketAddr, pkt: &[u8], now: Instant) {
+        self.on_rtcp_via(slot, from, None, pkt, now);
+    }
+
+    /// [`Relay::on_rtcp`] for a datagram that arrived on local address `local`; an
+    /// accepted report records it as the source for this connection's RTCP reports
+    /// ([`Relay::rtcp_source`]).
+    pub fn on_rtcp_via(
+        &mut self,
+        slot: usize,
+        from: SocketAddr,
+        local: Option<IpAddr>,
+        pkt: &[u8],
+        now: Instant,
+    ) {
         let arrival = (self.ntp(now) >> 16) as u32;
+        let drops = &mut self.counts.drops;
         let Some(Some(conn)) = self.conns.get_mut(slot) else {
+            count_drop(None, drops, Why::Invalid);
             return;
         };
         if conn.closing {
+            count_drop(Some(conn), drops, Why::Mode);
             return;
         }
         let ip = from.ip();
@@ -639,11 +737,16 @@ impl Relay {
         let ok = known.iter().flatten().any(|a| a.ip() == ip)
             || (conn.source_check == SourceCheck::Latch && conn.latched.is_none());
         if !ok {
+            count_drop(Some(conn), drops, Why::Source);
             return;
         }
         let Some(info) = parse_rtcp(pkt, conn.out.ssrc, arrival) else {
+            count_drop(Some(conn), drops, Why::Invalid);
             return;
         };
+        if local.is_some() {
+            conn.local_rtcp = local;
+        }
         if conn.source_check == SourceCheck::Latch && conn.remote_rtcp.is_none() {
             conn.rtcp_latched = Some(from);
         }
@@ -653,6 +756,14 @@ impl Relay {
         if let Some(rtt) = info.rtt_us {
             conn.counters.rtt_us.store(rtt, Ordering::Relaxed);
         }
+    }
+
+    /// The source address for RTCP sent from `slot`'s RTCP socket: the local address
+    /// its remote sends RTCP to, else the one it sends RTP to (`None`: the kernel
+    /// chooses).
+    pub fn rtcp_source(&self, slot: usize) -> Option<IpAddr> {
+        let c = self.conns.get(slot)?.as_ref()?;
+        c.local_rtcp.or(c.local_rtp)
     }
 
     /// The periodic tick (call every ~100 ms): RTP timeouts and due RTCP reports. Each
@@ -812,5 +923,81 @@ mod tests {
         r.finish_remove(b);
         assert_eq!(r.len(), 1);
         assert_eq!(r.add(spec(3, 0, "127.0.0.1:7004"), now).unwrap(), b);
+    }
+
+    #[test]
+    fn learns_local_addresses_and_counts_drops() {
+        let now = Instant::now();
+        let mut r = Relay::detached(now);
+        let a = r.add(spec(1, 0, "127.0.0.1:7000"), now).unwrap();
+        let b = r.add(spec(2, 0, "127.0.0.1:7002"), now).unwrap();
+        let (fa, fb): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:7000".parse().unwrap(),
+            "127.0.0.1:7002".parse().unwrap(),
+        );
+        let (la, lb): (IpAddr, IpAddr) =
+            ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        let pkt = [0x80, 0, 0, 5, 0, 0, 0, 9, 0, 0, 0, 7, 1, 2];
+        let mut out = Fanout::new();
+        // Nothing known yet: the kernel chooses.
+        r.on_rtp_via(a, fa, Some(la), &pkt, now, &mut out);
+        assert_eq!(out.get(0).map(|t| (t.slot, t.src)), Some((b, None)));
+        // B's remote talks to 127.0.0.3: sends to it carry that source from now on...
+        r.on_rtp_via(b, fb, Some(lb), &pkt, now, &mut out);
+        assert_eq!(out.get(0).map(|t| (t.slot, t.src)), Some((a, Some(la))));
+        r.on_rtp_via(a, fa, None, &pkt, now, &mut out);
+        assert_eq!(out.get(0).map(|t| t.src), Some(Some(lb)));
+        // ...but a refused packet teaches nothing.
+        let stranger: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        r.on_rtp_via(
+            b,
+            stranger,
+            Some("127.0.0.9".parse().unwrap()),
+            &pkt,
+            now,
+            &mut out,
+        );
+        assert!(out.is_empty());
+        r.on_rtp_via(a, fa, None, &pkt, now, &mut out);
+        assert_eq!(out.get(0).map(|t| t.src), Some(Some(lb)));
+        // RTCP reports go out from the RTCP local address, else the RTP one.
+        assert_eq!(r.rtcp_source(a), Some(la));
+        let rr = [0x80, 201, 0, 1, 0, 0, 0, 1];
+        let from_rtcp: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let l4: IpAddr = "127.0.0.4".parse().unwrap();
+        r.on_rtcp_via(a, from_rtcp, Some(l4), &rr, now);
+        assert_eq!(r.rtcp_source(a), Some(l4));
+        // A new remote address forgets what the old remote used.
+        let upd = ConnUpdate {
+            remote_rtp: Some("127.0.0.5:7000".parse().unwrap()),
+            ..ConnUpdate::default()
+        };
+        r.modify(ConnKey(1), &upd, now);
+        assert_eq!(r.rtcp_source(a), None);
+        // Drops: exactly one reason each, on the connection and in the worker totals.
+        r.on_rtcp_via(a, stranger, None, &rr, now); // unknown RTCP source
+        r.on_rtcp_via(b, fb, None, &[1, 2, 3], now); // malformed RTCP
+        r.on_rtp(a, fa, &pkt, now, &mut out); // old remote: source check
+        r.on_rtp(b, fb, &pkt[..3], now, &mut out); // short
+        r.count_invalid(b); // truncated datagram (backend)
+        r.on_rtp(99, fb, &pkt, now, &mut out); // no connection: worker only
+        r.begin_remove(ConnKey(1));
+        r.on_rtp(a, fa, &pkt, now, &mut out); // closing: mode
+        r.on_rtp(b, fb, &pkt, now, &mut out); // alone in its group: mode
+        let (ca, cb) = (
+            r.conns[a].as_ref().unwrap().counters.snapshot(),
+            r.conns[b].as_ref().unwrap().counters.snapshot(),
+        );
+        assert_eq!(
+            (ca.dropped_source, ca.dropped_invalid, ca.dropped_mode),
+            (2, 0, 1)
+        );
+        assert_eq!(
+            (cb.dropped_source, cb.dropped_invalid, cb.dropped_mode),
+            (1, 3, 1)
+        );
+        let d = r.drop_counts();
+        assert_eq!((d.source_check, d.invalid, d.mode), (3, 4, 2));
+        assert_eq!(d.total(), 9);
     }
 }

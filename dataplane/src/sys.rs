@@ -272,11 +272,17 @@ mod tests {
         let mut b = CmsgBuf::new();
         let v4: IpAddr = "127.0.0.2".parse().unwrap();
         assert_eq!(encode_pktinfo(&mut b, v4), space4);
-        assert_eq!(usize::from_ne_bytes(b.0[..CMSG_W].try_into().unwrap()), len4);
+        assert_eq!(
+            usize::from_ne_bytes(b.0[..CMSG_W].try_into().unwrap()),
+            len4
+        );
         assert_eq!(parse_pktinfo(&b.0[..space4]), Some(v4));
         let v6: IpAddr = "2001:db8::7".parse().unwrap();
         assert_eq!(encode_pktinfo(&mut b, v6), space6);
-        assert_eq!(usize::from_ne_bytes(b.0[..CMSG_W].try_into().unwrap()), len6);
+        assert_eq!(
+            usize::from_ne_bytes(b.0[..CMSG_W].try_into().unwrap()),
+            len6
+        );
         assert_eq!(parse_pktinfo(&b.0[..space6]), Some(v6));
     }
 
@@ -307,7 +313,10 @@ mod tests {
         let at = cmsg_align(other_len);
         encode_pktinfo(&mut b, "10.0.0.9".parse().unwrap());
         two[at..at + space].copy_from_slice(&b.0[..space]);
-        assert_eq!(parse_pktinfo(&two[..at + space]), Some("10.0.0.9".parse().unwrap()));
+        assert_eq!(
+            parse_pktinfo(&two[..at + space]),
+            Some("10.0.0.9".parse().unwrap())
+        );
     }
 
     #[test]

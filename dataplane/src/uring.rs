@@ -6,11 +6,17 @@
 //! shared receive `msghdr`, the send pool and the eventfd buffer are boxed (never moved)
 //! and live as long as the worker; a received buffer that is sent in place goes back to
 //! the buffer ring only when the send completes.
+//!
+//! Local addresses: the multishot `msghdr` template asks for [`CMSG_BUF`] bytes of
+//! control data, so every provided buffer holds `io_uring_recvmsg_out`, the source
+//! address, the control data (`IP_PKTINFO`/`IPV6_PKTINFO` on wildcard binds) and then
+//! the payload. Each send slot owns a control buffer, filled with a pktinfo message
+//! when the connection's local address is known, alive until the send completes.
 #![allow(unsafe_code)]
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
@@ -20,7 +26,7 @@ use socket2::SockAddr;
 use crate::api::{ConnKey, DataplaneCmd};
 use crate::relay::{Fanout, Relay};
 use crate::rtp::write_header;
-use crate::sys::sockaddr_from_bytes;
+use crate::sys::{encode_pktinfo, parse_pktinfo, sockaddr_from_bytes, CmsgBuf, CMSG_BUF};
 use crate::worker::{WorkerCtx, STOP_GRACE, TICK};
 
 const SQ_ENTRIES: u32 = 1024;
@@ -160,6 +166,10 @@ struct SendSlot {
     bid: Option<u16>,
     /// Connection whose socket sends.
     conn: usize,
+    /// An RTCP report (for the statistics).
+    rtcp: bool,
+    /// `IP_PKTINFO`/`IPV6_PKTINFO` naming the source address, when known.
+    ctrl: CmsgBuf,
     buf: [u8; BUF_SIZE],
 }
 
@@ -210,6 +220,9 @@ impl UringWorker {
         // SAFETY: all-zero is a valid msghdr.
         let mut hdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // Room for the pktinfo control message in every provided buffer (the kernel only
+        // reads the lengths of the template; no control pointer is needed).
+        hdr.msg_controllen = CMSG_BUF as _;
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         let sends: Vec<SendSlot> = (0..SEND_SLOTS)
             .map(|_| SendSlot {
@@ -220,6 +233,8 @@ impl UringWorker {
                 addr: SockAddr::from(unspecified),
                 bid: None,
                 conn: 0,
+                rtcp: false,
+                ctrl: CmsgBuf::new(),
                 buf: [0; BUF_SIZE],
             })
             .collect();
@@ -296,8 +311,17 @@ impl UringWorker {
         self.timer_armed = unsafe { self.push(&e) };
     }
 
-    /// Sends `len` bytes at `data` from `conn`'s RTP (or RTCP) socket using send slot `s`.
-    fn submit_send(&mut self, s: usize, fd: i32, to: SocketAddr, data: *mut u8, len: usize) {
+    /// Sends `len` bytes at `data` from `conn`'s RTP (or RTCP) socket using send slot
+    /// `s`, from source address `src` when given.
+    fn submit_send(
+        &mut self,
+        s: usize,
+        fd: i32,
+        to: SocketAddr,
+        src: Option<IpAddr>,
+        data: *mut u8,
+        len: usize,
+    ) {
         let conn = self.sends[s].conn;
         let slot = &mut self.sends[s];
         slot.addr = SockAddr::from(to);
@@ -311,6 +335,11 @@ impl UringWorker {
         slot.hdr.msg_namelen = slot.addr.len();
         slot.hdr.msg_iov = &mut slot.iov;
         slot.hdr.msg_iovlen = 1;
+        if let Some(ip) = src {
+            let n = encode_pktinfo(&mut slot.ctrl, ip);
+            slot.hdr.msg_control = slot.ctrl.0.as_mut_ptr().cast();
+            slot.hdr.msg_controllen = n as _;
+        }
         let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
             .build()
             .user_data(ud(K_SEND, s));
@@ -319,13 +348,19 @@ impl UringWorker {
         if unsafe { self.push(&e) } {
             self.ops[conn].sends += 1;
         } else {
+            self.relay.counts.send_queue_full();
             self.release_send(s);
         }
     }
 
-    fn take_send(&mut self, conn: usize) -> Option<usize> {
-        let s = self.free_sends.pop()?;
+    /// A free send slot for `conn`; counts `send_queue_full` when all are in flight.
+    fn take_send(&mut self, conn: usize, rtcp: bool) -> Option<usize> {
+        let Some(s) = self.free_sends.pop() else {
+            self.relay.counts.send_queue_full();
+            return None;
+        };
         self.sends[s].conn = conn;
+        self.sends[s].rtcp = rtcp;
         self.sends[s].bid = None;
         Some(s)
     }
@@ -338,6 +373,7 @@ impl UringWorker {
     }
 
     fn handle_cmd(&mut self, cmd: DataplaneCmd, now: Instant) {
+        self.relay.counts.commands = self.relay.counts.commands.wrapping_add(1);
         match cmd {
             DataplaneCmd::Add(spec) => match self.relay.add(spec, now) {
                 Ok(slot) => {
@@ -388,11 +424,13 @@ impl UringWorker {
     }
 
     pub(crate) fn run(mut self) -> io::Result<()> {
+        self.ctx.publish(&self.relay);
         self.arm_wake();
         self.arm_timer();
         let mut more_cmds = false;
         let mut cmds = Vec::new();
         loop {
+            self.relay.counts.loop_passes = self.relay.counts.loop_passes.wrapping_add(1);
             let now = Instant::now();
             self.ctx.waker.clear();
             more_cmds = more_cmds || !self.ctx.rx.is_empty();
@@ -412,12 +450,14 @@ impl UringWorker {
             self.bufs.publish();
             if let Some(deadline) = self.stop_deadline {
                 if self.relay.is_empty() && !self.wake_armed && !self.timer_armed {
+                    self.ctx.publish(&self.relay);
                     return Ok(());
                 }
                 if Instant::now() >= deadline {
                     tracing::warn!(
                         "io_uring worker stopped with operations outstanding; leaking its memory"
                     );
+                    self.ctx.publish(&self.relay);
                     std::mem::forget(self);
                     return Ok(());
                 }
@@ -510,14 +550,16 @@ impl UringWorker {
             let Some((_, fd)) = self.relay.fds(slot) else {
                 continue;
             };
-            let Some(s) = self.take_send(slot) else {
+            let Some(s) = self.take_send(slot, true) else {
                 continue;
             };
             let n = bytes.len().min(BUF_SIZE);
             self.sends[s].buf[..n].copy_from_slice(&bytes[..n]);
             let ptr = self.sends[s].buf.as_mut_ptr();
-            self.submit_send(s, fd, to, ptr, n);
+            let src = self.relay.rtcp_source(slot);
+            self.submit_send(s, fd, to, src, ptr, n);
         }
+        self.ctx.publish(&self.relay);
     }
 
     fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32, now: Instant) {
@@ -539,12 +581,15 @@ impl UringWorker {
                 self.on_recv(idx, usize::from(kind == K_RECV_RTCP), res, flags, now)
             }
             K_SEND => {
-                if res < 0 {
-                    tracing::trace!(errno = -res, "send failed");
-                }
-                let Some(conn) = self.sends.get(idx).map(|s| s.conn) else {
+                let Some((conn, rtcp)) = self.sends.get(idx).map(|s| (s.conn, s.rtcp)) else {
                     return;
                 };
+                if res < 0 {
+                    tracing::trace!(errno = -res, "send failed");
+                    self.relay.counts.send_failed(-res);
+                } else {
+                    self.relay.counts.sent(res as usize, rtcp);
+                }
                 self.release_send(idx);
                 if let Some(o) = self.ops.get_mut(conn) {
                     o.sends = o.sends.saturating_sub(1);
@@ -558,13 +603,23 @@ impl UringWorker {
     }
 
     fn on_recv(&mut self, slot: usize, k: usize, res: i32, flags: u32, now: Instant) {
-        if slot >= self.ops.len() {
-            return;
-        }
         let more = cqueue::more(flags);
         let bid = cqueue::buffer_select(flags);
+        if slot >= self.ops.len() {
+            // No such connection (cannot happen: slots are sized on Add). Give the
+            // buffer back rather than leak it, and count the datagram.
+            if let Some(bid) = bid {
+                self.relay.counts.received(0, k == 1);
+                self.relay.count_invalid(slot);
+                self.bufs.recycle(bid);
+            }
+            return;
+        }
         if res < 0 {
-            if -res != libc::ENOBUFS && -res != libc::ECANCELED {
+            if -res == libc::ENOBUFS {
+                let d = &mut self.relay.counts.drops;
+                d.no_buffer = d.no_buffer.wrapping_add(1);
+            } else if -res != libc::ECANCELED {
                 tracing::debug!(errno = -res, slot, "multishot receive ended");
             }
         } else if let Some(bid) = bid {
@@ -578,33 +633,51 @@ impl UringWorker {
     }
 
     fn on_buffer(&mut self, slot: usize, k: usize, bid: u16, len: usize, now: Instant) {
+        let rtcp = k == 1;
         let base = self.bufs.buf_ptr(bid);
         let len = len.min(BUF_SIZE);
         // SAFETY: the kernel handed buffer `bid` to us with this completion; it is ours
         // until recycled, and `len` is clamped to the buffer size.
         let buf = unsafe { std::slice::from_raw_parts_mut(base, len) };
         let parsed = match types::RecvMsgOut::parse(buf, &self.recv_hdr) {
-            Ok(out) if !out.is_payload_truncated() && !out.is_name_data_truncated() => {
-                let from = sockaddr_from_bytes(out.name_data());
-                let off = out.payload_data().as_ptr() as usize - buf.as_ptr() as usize;
-                from.map(|f| (f, off, out.payload_data().len()))
+            Ok(out) => {
+                let size = out.incoming_payload_len() as usize;
+                self.relay.counts.received(size, rtcp);
+                if out.is_payload_truncated() || out.is_name_data_truncated() {
+                    None
+                } else {
+                    let from = sockaddr_from_bytes(out.name_data());
+                    let local = if out.is_control_data_truncated() {
+                        None
+                    } else {
+                        parse_pktinfo(out.control_data())
+                    };
+                    let off = out.payload_data().as_ptr() as usize - buf.as_ptr() as usize;
+                    from.map(|f| (f, local, off, out.payload_data().len()))
+                }
             }
-            _ => None,
+            Err(()) => {
+                self.relay.counts.received(0, rtcp);
+                None
+            }
         };
-        let Some((from, off, plen)) = parsed else {
+        let pkt = parsed.and_then(|(from, local, off, plen)| {
+            let end = off.checked_add(plen)?;
+            Some((from, local, buf.get_mut(off..end)?))
+        });
+        let Some((from, local, pkt)) = pkt else {
+            self.relay.count_invalid(slot);
             self.bufs.recycle(bid);
             return;
         };
-        let Some(pkt) = off.checked_add(plen).and_then(|end| buf.get_mut(off..end)) else {
-            self.bufs.recycle(bid);
-            return;
-        };
-        if k == 1 {
-            self.relay.on_rtcp(slot, from, pkt, now);
+        let plen = pkt.len();
+        if rtcp {
+            self.relay.on_rtcp_via(slot, from, local, pkt, now);
             self.bufs.recycle(bid);
             return;
         }
-        self.relay.on_rtp(slot, from, pkt, now, &mut self.fanout);
+        self.relay
+            .on_rtp_via(slot, from, local, pkt, now, &mut self.fanout);
         let n = self.fanout.len();
         // Copies first (from the untouched bytes), then the in-place send of the first.
         for i in 1..n {
@@ -612,9 +685,10 @@ impl UringWorker {
                 continue;
             };
             let Some((fd, _)) = self.relay.fds(tx.slot) else {
+                self.relay.counts.send_failed(libc::EBADF);
                 continue;
             };
-            let Some(s) = self.take_send(tx.slot) else {
+            let Some(s) = self.take_send(tx.slot, false) else {
                 continue;
             };
             let out = &mut self.sends[s].buf[..plen];
@@ -623,20 +697,25 @@ impl UringWorker {
                 write_header(out, h);
             }
             let ptr = out.as_mut_ptr();
-            self.submit_send(s, fd, tx.to, ptr, plen);
+            self.submit_send(s, fd, tx.to, tx.src, ptr, plen);
         }
-        let first = self.fanout.get(0).copied();
-        let sent_in_place = first.and_then(|tx| {
-            let (fd, _) = self.relay.fds(tx.slot)?;
-            let s = self.take_send(tx.slot)?;
-            if let Some(h) = &tx.header {
-                write_header(pkt, h);
+        let mut sent_in_place = false;
+        if let Some(tx) = self.fanout.get(0).copied() {
+            match self.relay.fds(tx.slot) {
+                None => self.relay.counts.send_failed(libc::EBADF),
+                Some((fd, _)) => {
+                    if let Some(s) = self.take_send(tx.slot, false) {
+                        if let Some(h) = &tx.header {
+                            write_header(pkt, h);
+                        }
+                        self.sends[s].bid = Some(bid);
+                        self.submit_send(s, fd, tx.to, tx.src, pkt.as_mut_ptr(), plen);
+                        sent_in_place = true;
+                    }
+                }
             }
-            self.sends[s].bid = Some(bid);
-            self.submit_send(s, fd, tx.to, pkt.as_mut_ptr(), plen);
-            Some(())
-        });
-        if sent_in_place.is_none() {
+        }
+        if !sent_in_place {
             self.bufs.recycle(bid);
         }
     }

@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use crate::api::{Backend, BackendChoice, DataplaneCmd, DataplaneEvent};
 use crate::relay::Relay;
+use crate::stats::SharedStats;
 use crate::sys::Waker;
 
 /// Commands handled per loop pass at most (the rest wait for the next pass).
@@ -27,6 +28,10 @@ pub(crate) struct WorkerCtx {
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) events: Sender<DataplaneEvent>,
     pub(crate) dropped_events: Arc<AtomicU64>,
+    /// Where this worker publishes its statistics.
+    pub(crate) stats: Arc<SharedStats>,
+    /// When the worker was created (the origin of [`crate::WorkerStats::wall_ns`]).
+    pub(crate) started: Instant,
 }
 
 impl WorkerCtx {
@@ -37,6 +42,14 @@ impl WorkerCtx {
             Instant::now(),
             SystemTime::now(),
         )
+    }
+
+    /// Publishes the relay's counters, the connection count and this thread's CPU
+    /// time. Call from the worker thread, once per tick (and when stopping).
+    pub(crate) fn publish(&self, relay: &Relay) {
+        let cpu = crate::sys::thread_cpu_ns();
+        let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.publish(&relay.counts, relay.len(), cpu, wall);
     }
 
     pub(crate) fn stopping(&self) -> bool {

@@ -12,11 +12,14 @@
 //! - [`plc`] — packet-loss concealment for codecs without their own.
 //! - [`tone`] — DTMF and call-progress tone generation (ITU-T/ETSI and North American sets).
 //! - [`dtmf`] — in-band DTMF detection within ITU-T Q.24 limits.
+//! - [`engine`] — the per-channel media engine: TDM frame ↔ RTP connections (codecs,
+//!   jitter buffer, PLC, mixing, DTMF/RFC 4733, comfort noise, signals), one per channel.
 //! - [`rfc4733`] — telephone-event payloads (RFC 4733): parse, build, and the sender and
 //!   receiver state machines.
 
 pub mod codec;
 pub mod dtmf;
+pub mod engine;
 pub mod jitter;
 pub mod plc;
 pub mod rfc4733;

@@ -5,6 +5,7 @@
 
 mod config;
 mod ctl;
+mod load;
 mod status;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -33,6 +34,8 @@ enum Cmd {
     Run(RunArgs),
     /// Send an MGCP command to a gateway (as a call agent would) and print the response.
     Ctl(ctl::CtlArgs),
+    /// Load-test an MGCP gateway: N concurrent calls with RTP, then a report.
+    Load(load::LoadArgs),
     /// Show the gateway's endpoints, connections and calls (from its admin HTTP server).
     Status(status::StatusArgs),
     /// Configuration helpers.
@@ -520,6 +523,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Cmd::Load(args) => ExitCode::from(load::run(args)),
         Cmd::Config {
             what: ConfigCmd::Default,
         } => {

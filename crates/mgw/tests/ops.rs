@@ -75,6 +75,8 @@ fn metrics_and_admin_api_after_a_call() {
         517
     );
 
+    // Workers publish their counters every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
     let (status, metrics) = http_get(http, "/metrics");
     assert_eq!(status, 200);
     assert!(
@@ -103,6 +105,25 @@ fn metrics_and_admin_api_after_a_call() {
     );
     assert!(metrics.contains("mgw_rtp_ports_in_use 2"), "{metrics}");
     assert!(metrics.trim_end().ends_with("# EOF"));
+    // Per-worker figures (one worker in tests): the 30 relayed packets in and out.
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+    };
+    assert!(value("mgw_worker_packets_total{worker=\"0\",direction=\"rx\"}") >= 30.0);
+    assert!(value("mgw_worker_packets_total{worker=\"0\",direction=\"tx\"}") >= 30.0);
+    assert_eq!(value("mgw_worker_connections{worker=\"0\"}"), 2.0);
+    assert_eq!(
+        value("mgw_worker_drops_total{worker=\"0\",reason=\"source_check\"}"),
+        0.0
+    );
+    let load = value("mgw_worker_cpu_load{worker=\"0\"}");
+    assert!((0.0..=1.0).contains(&load), "{load}");
+    assert!(value("mgw_worker_cpu_seconds_total{worker=\"0\"}") > 0.0);
 
     let (_, conns) = http_get(http, "/api/connections");
     let conns: serde_json::Value = serde_json::from_str(&conns).unwrap();

@@ -237,11 +237,13 @@ impl Histogram {
     }
 
     /// Number of values.
+    #[cfg(test)]
     pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
     /// Largest value (0 when empty).
+    #[cfg(test)]
     pub(crate) fn max(&self) -> u64 {
         self.max
     }
@@ -262,6 +264,9 @@ impl Histogram {
             return 0;
         }
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        if rank >= self.count {
+            return self.max;
+        }
         let mut seen = 0;
         for (i, c) in self.counts.iter().enumerate() {
             seen += c;
