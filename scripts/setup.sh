@@ -3,8 +3,9 @@
 # Safe to run repeatedly; does nothing when everything is present.
 set -euo pipefail
 
-# Build-time packages: cmake builds the bundled libopus; pkg-config for -sys crates.
-BUILD_PKGS=(pkg-config cmake)
+# Build-time packages: cmake builds the bundled libopus; libasound2-dev for ALSA ports;
+# pkg-config for -sys crates.
+BUILD_PKGS=(pkg-config cmake libasound2-dev)
 # With --test: what the test suite needs (espeak-ng speaks, sox resamples, for the DTMF
 # talk-off test). The interop checks install their own peers (scripts/interop.sh).
 TEST_PKGS=()
