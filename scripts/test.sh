@@ -15,4 +15,8 @@ if [ -x scripts/interop.sh ] && [ "${MGW_SKIP_INTEROP:-0}" != 1 ]; then
     echo "== interop with real peers"
     scripts/interop.sh
 fi
+if [ "${MGW_SKIP_PACKAGE:-0}" != 1 ]; then
+    echo "== Debian package (build, contents, run the packaged binary)"
+    scripts/package.sh
+fi
 echo "== all tests passed in $(( $(date +%s) - t0 )) s"

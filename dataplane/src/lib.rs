@@ -130,6 +130,18 @@ impl Dataplane {
     /// has set up its ring or epoll instance.
     pub fn start(config: DataplaneConfig) -> io::Result<Dataplane> {
         let backend = worker::choose_backend(config.backend)?;
+        match Self::start_with(&config, backend) {
+            // `auto` also falls back when the probe passed but the real rings could not be
+            // set up (e.g. ENOMEM from a low RLIMIT_MEMLOCK for the buffer rings).
+            Err(e) if config.backend == BackendChoice::Auto && backend == Backend::IoUring => {
+                tracing::warn!(error = %e, "io_uring workers failed to start; falling back to epoll");
+                Self::start_with(&config, Backend::Epoll)
+            }
+            r => r,
+        }
+    }
+
+    fn start_with(config: &DataplaneConfig, backend: Backend) -> io::Result<Dataplane> {
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {

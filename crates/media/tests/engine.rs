@@ -1,0 +1,1006 @@
+//! `ChannelEngine` end to end on simulated time: a far-end peer encodes and packetises
+//! audio and telephone-events, a simulated network delays, drops, reorders and duplicates
+//! them, and the TDM side is driven one 20 ms frame per tick. What comes out (TDM samples,
+//! RTP packets) is decoded and measured: frequency, SNR, digits, cadence, delay.
+
+use std::time::{Duration, Instant};
+
+use mgw_media::codec::{Codec, CodecConfig, CodecKind, Decoder, Encoder};
+use mgw_media::dtmf::{DtmfDetector, DtmfDigit, DtmfEvent};
+use mgw_media::engine::rtp::RtpHeader;
+use mgw_media::engine::{
+    ChannelEngine, ConnParams, DigitSource, DtmfTransport, EngineConfig, EngineEvent, MediaMode,
+    Signal, SignalDirection,
+};
+use mgw_media::rfc4733::EventBlock;
+use mgw_media::tone::{CallProgressTone, DtmfToneParams, SampleRate, ToneGenerator};
+
+const FRAME: usize = 160;
+const TICK_US: u64 = 20_000;
+
+// ------------------------------------------------------------------------------------------
+// Signal analysis
+
+fn sine(rate: u32, freq: f64, amp: f64, start: usize, n: usize) -> Vec<i16> {
+    (start..start + n)
+        .map(|i| {
+            let t = i as f64 / f64::from(rate);
+            (amp * (2.0 * std::f64::consts::PI * freq * t).sin()).round() as i16
+        })
+        .collect()
+}
+
+/// Least-squares fit of a sine at `f`: (power of the fit, power of the residual).
+fn fit(x: &[i16], rate: f64, f: f64) -> (f64, f64) {
+    let n = x.len() as f64;
+    let w = 2.0 * std::f64::consts::PI * f / rate;
+    let (mut s, mut c, mut mean) = (0.0, 0.0, 0.0);
+    for (i, &v) in x.iter().enumerate() {
+        let v = f64::from(v);
+        s += v * (w * i as f64).sin();
+        c += v * (w * i as f64).cos();
+        mean += v;
+    }
+    let (a, b, mean) = (2.0 * s / n, 2.0 * c / n, mean / n);
+    let mut resid = 0.0;
+    for (i, &v) in x.iter().enumerate() {
+        let y = a * (w * i as f64).sin() + b * (w * i as f64).cos() + mean;
+        resid += (f64::from(v) - y).powi(2);
+    }
+    ((a * a + b * b) / 2.0, resid / n)
+}
+
+/// Frequency of the strongest sine in `lo..hi` Hz (0.25 Hz resolution).
+fn peak_freq(x: &[i16], rate: f64, lo: f64, hi: f64) -> f64 {
+    let mut best = (lo, f64::MIN);
+    let mut f = lo;
+    while f <= hi {
+        let (p, _) = fit(x, rate, f);
+        if p > best.1 {
+            best = (f, p);
+        }
+        f += 0.25;
+    }
+    best.0
+}
+
+/// (frequency, SNR in dB against the best-fitting sine).
+fn tone_quality(x: &[i16], rate: f64, lo: f64, hi: f64) -> (f64, f64) {
+    let f = peak_freq(x, rate, lo, hi);
+    let (sig, noise) = fit(x, rate, f);
+    (f, 10.0 * (sig / noise.max(1e-9)).log10())
+}
+
+fn detect_digits(x: &[i16]) -> String {
+    let mut det = DtmfDetector::new(SampleRate::Hz8000);
+    det.process(x);
+    det.process(&[0; 800]);
+    let mut s = String::new();
+    while let Some(e) = det.poll_event() {
+        if let DtmfEvent::DigitStart { digit, .. } = e {
+            s.push(digit.to_char());
+        }
+    }
+    s
+}
+
+fn digits(s: &str) -> Vec<DtmfDigit> {
+    s.chars().map(|c| DtmfDigit::from_char(c).unwrap()).collect()
+}
+
+/// Longest run of exactly-zero samples in `x`.
+fn longest_zero_run(x: &[i16]) -> usize {
+    let (mut best, mut run) = (0, 0);
+    for &v in x {
+        run = if v == 0 { run + 1 } else { 0 };
+        best = best.max(run);
+    }
+    best
+}
+
+// ------------------------------------------------------------------------------------------
+// Simulation harness
+
+/// Deterministic pseudo-random numbers (SplitMix64).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1e6 < p
+    }
+}
+
+fn rtp(pt: u8, seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 12];
+    RtpHeader {
+        marker,
+        payload_type: pt,
+        sequence: seq,
+        timestamp: ts,
+        ssrc,
+    }
+    .write(&mut b)
+    .unwrap();
+    b.extend_from_slice(payload);
+    b
+}
+
+/// A sent packet, parsed.
+#[derive(Debug, Clone)]
+struct Sent {
+    header: RtpHeader,
+    payload: Vec<u8>,
+}
+
+struct Sim {
+    eng: ChannelEngine,
+    t0: Instant,
+    tick: u64,
+    /// (arrival µs, connection, datagram), delivered before the tick that follows.
+    net: Vec<(u64, u32, Vec<u8>)>,
+    sent: Vec<(u32, Sent)>,
+    out: Vec<i16>,
+    events: Vec<EngineEvent>,
+}
+
+impl Sim {
+    fn new(cfg: EngineConfig) -> Self {
+        Sim {
+            eng: ChannelEngine::new(cfg),
+            t0: Instant::now(),
+            tick: 0,
+            net: Vec::new(),
+            sent: Vec::new(),
+            out: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn at(&self, us: u64) -> Instant {
+        self.t0 + Duration::from_micros(us)
+    }
+
+    fn deliver(&mut self, arrival_us: u64, id: u32, pkt: Vec<u8>) {
+        self.net.push((arrival_us, id, pkt));
+    }
+
+    /// Delivers what has arrived, then runs one tick with `tdm_in`.
+    fn step(&mut self, tdm_in: &[i16]) {
+        let now_us = self.tick * TICK_US;
+        self.net.sort_by_key(|p| p.0);
+        let due = self.net.partition_point(|p| p.0 <= now_us);
+        for (arr, id, pkt) in self.net.drain(..due).collect::<Vec<_>>() {
+            let at = self.t0 + Duration::from_micros(arr);
+            self.eng.on_rtp(id, at, &pkt);
+        }
+        let mut out = [0i16; FRAME];
+        let mut sent = Vec::new();
+        self.eng
+            .tick(self.at(now_us), tdm_in, &mut out, &mut |id, p| {
+                let (header, payload) = RtpHeader::parse(p).unwrap();
+                sent.push((
+                    id,
+                    Sent {
+                        header,
+                        payload: payload.to_vec(),
+                    },
+                ));
+            });
+        self.sent.extend(sent);
+        self.out.extend_from_slice(&out);
+        while let Some(e) = self.eng.poll_event() {
+            self.events.push(e);
+        }
+        self.tick += 1;
+    }
+
+    fn sent_on(&self, id: u32, pt: u8) -> Vec<Sent> {
+        self.sent
+            .iter()
+            .filter(|(i, s)| *i == id && s.header.payload_type == pt)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+}
+
+/// Decodes a packet stream with a fresh codec; returns audio at the codec rate.
+fn decode_all(kind: CodecKind, cfg: &CodecConfig, pkts: &[Sent]) -> Vec<i16> {
+    let mut c = Codec::new(kind, cfg).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0i16; 5760];
+    for p in pkts {
+        let n = c.decoder.decode(&p.payload, &mut buf).unwrap();
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// Checks RTP header continuity of an audio stream: one SSRC, sequence +1, timestamp
+/// +`ts_step`, marker on the first packet only.
+fn check_stream(pkts: &[Sent], ssrc: u32, ts_step: u32) {
+    assert!(!pkts.is_empty());
+    assert!(pkts[0].header.marker, "marker on the first packet");
+    for w in pkts.windows(2) {
+        let (a, b) = (&w[0].header, &w[1].header);
+        assert_eq!(b.ssrc, ssrc);
+        assert!(!b.marker);
+        assert_eq!(b.sequence, a.sequence.wrapping_add(1));
+        assert_eq!(b.timestamp, a.timestamp.wrapping_add(ts_step));
+    }
+}
+
+/// A far-end sender of one audio stream.
+struct Peer {
+    codec: Codec,
+    pt: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    ptime_samples: usize,
+    ts_step: u32,
+    pos: usize,
+    freq: f64,
+}
+
+impl Peer {
+    fn new(kind: CodecKind, pt: u8, ptime_ms: usize, freq: f64) -> Self {
+        let cfg = CodecConfig::default();
+        let codec = Codec::new(kind, &cfg).unwrap();
+        let rate = codec.encoder.sample_rate();
+        let ptime_samples = rate as usize * ptime_ms / 1000;
+        Peer {
+            ts_step: kind.rtp_ticks(ptime_samples as u32, rate),
+            codec,
+            pt,
+            ssrc: 0xFA12_0001,
+            seq: 1000,
+            ts: 77_777,
+            ptime_samples,
+            pos: 0,
+            freq,
+        }
+    }
+
+    /// The next packet (a sine continuing from the last).
+    fn next(&mut self) -> Vec<u8> {
+        let rate = self.codec.encoder.sample_rate();
+        let pcm = sine(rate, self.freq, 10_000.0, self.pos, self.ptime_samples);
+        let mut payload = vec![0u8; 4000];
+        let n = self.codec.encoder.encode(&pcm, &mut payload).unwrap();
+        let p = rtp(self.pt, self.seq, self.ts, self.ssrc, self.pos == 0, &payload[..n]);
+        self.pos += self.ptime_samples;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.ts_step);
+        p
+    }
+}
+
+fn conn(kind: CodecKind, pt: u8, ssrc: u32) -> ConnParams {
+    ConnParams {
+        ssrc,
+        initial_seq: 5000,
+        initial_timestamp: 1_000_000,
+        ..ConnParams::new(kind, pt)
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Transcoding: PCMU in → TDM; TDM → PCMA and Opus
+
+#[test]
+fn tone_through_pcmu_pcma_and_opus() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(1, conn(CodecKind::Pcmu, 0, 0xA))
+        .unwrap();
+    sim.eng
+        .add_connection(2, conn(CodecKind::Pcma, 8, 0xB))
+        .unwrap();
+    sim.eng
+        .add_connection(3, conn(CodecKind::Opus, 111, 0xC))
+        .unwrap();
+    assert_eq!(
+        sim.eng.add_connection(3, conn(CodecKind::Pcmu, 0, 1)),
+        Err(mgw_media::engine::EngineError::DuplicateConnection(3))
+    );
+    let mut peer = Peer::new(CodecKind::Pcmu, 0, 20, 1000.0);
+    let ticks = 150u64; // 3 s
+    for k in 0..ticks {
+        // Sent every 20 ms, 7 ms network delay.
+        sim.deliver(k * TICK_US + 7_000, 1, peer.next());
+        let tin = sine(8000, 600.0, 8000.0, k as usize * FRAME, FRAME);
+        sim.step(&tin);
+    }
+
+    // IP → TDM: silence until the jitter buffer starts (initial target 60 ms).
+    let first = sim.out.iter().position(|&s| s != 0).unwrap();
+    println!("first output sample at {} ms", first / 8);
+    assert!((60 * 8..120 * 8).contains(&first), "start at {first}");
+    let (f, snr) = tone_quality(&sim.out[4000..], 8000.0, 950.0, 1050.0);
+    println!("PCMU → TDM: {f:.2} Hz, SNR {snr:.1} dB");
+    assert!((f - 1000.0).abs() < 0.5, "{f}");
+    assert!(snr > 30.0, "{snr}");
+    assert!(sim
+        .events
+        .contains(&EngineEvent::MediaStart { id: 1 }));
+    let st = sim.eng.stats(1).unwrap();
+    assert_eq!(st.packets_in, ticks);
+    assert_eq!((st.jitter.lost, st.jitter.late, st.decode_errors), (0, 0, 0));
+
+    // TDM → PCMA on connection 2.
+    let pcma = sim.sent_on(2, 8);
+    assert_eq!(pcma.len() as u64, ticks);
+    check_stream(&pcma, 0xB, 160);
+    assert_eq!((pcma[0].header.sequence, pcma[0].header.timestamp), (5000, 1_000_000));
+    let audio = decode_all(CodecKind::Pcma, &CodecConfig::default(), &pcma);
+    let (f, snr) = tone_quality(&audio[800..], 8000.0, 550.0, 650.0);
+    println!("TDM → PCMA: {f:.2} Hz, SNR {snr:.1} dB");
+    assert!((f - 600.0).abs() < 0.5 && snr > 30.0, "{f} {snr}");
+
+    // TDM → Opus on connection 3: 48 kHz RTP clock.
+    let opus = sim.sent_on(3, 111);
+    assert_eq!(opus.len() as u64, ticks);
+    check_stream(&opus, 0xC, 960);
+    let audio = decode_all(CodecKind::Opus, &CodecConfig::default(), &opus);
+    let (f, snr) = tone_quality(&audio[1600..], 8000.0, 550.0, 650.0);
+    println!("TDM → Opus: {f:.2} Hz, SNR {snr:.1} dB");
+    assert!((f - 600.0).abs() < 1.0 && snr > 12.0, "{f} {snr}");
+    // Nothing but audio was sent.
+    assert_eq!(sim.sent.len() as u64, 2 * ticks);
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. Loss, reordering, duplication
+
+#[test]
+fn loss_reorder_and_duplicates_stay_continuous() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(7, conn(CodecKind::Pcmu, 0, 0x77))
+        .unwrap();
+    let mut peer = Peer::new(CodecKind::Pcmu, 0, 20, 440.0);
+    let mut rng = Rng(2024);
+    let (mut dropped, mut dups) = (0u64, 0u64);
+    let ticks = 1500u64; // 30 s
+    for k in 0..ticks {
+        let pkt = peer.next();
+        let send_us = k * TICK_US;
+        if rng.chance(0.05) {
+            dropped += 1;
+        } else {
+            // 5–25 ms delay: consecutive packets overtake each other now and then.
+            let arr = send_us + 5_000 + rng.below(20_000);
+            if rng.chance(0.05) {
+                dups += 1;
+                sim.deliver(arr + rng.below(10_000), 7, pkt.clone());
+            }
+            sim.deliver(arr, 7, pkt);
+        }
+        sim.step(&[0; FRAME]);
+    }
+    let st = sim.eng.stats(7).unwrap();
+    println!("sent {ticks}, dropped {dropped}, duplicated {dups}: {st:?}");
+    let j = st.jitter;
+    assert!(j.reordered > 10, "{j:?}");
+    assert!(j.duplicates + 5 >= dups && j.duplicates <= dups, "{j:?}");
+    assert!(j.lost + j.late >= dropped, "{j:?}");
+    assert!(j.lost + j.late <= dropped + 60, "{j:?}");
+    assert!(st.concealed_frames >= dropped, "{st:?}");
+    assert_eq!(st.packets_in, ticks - dropped + dups);
+    // Continuous audio: a 440 Hz sine at 8 kHz never has two zero samples in a row, and
+    // concealment covers every single loss, so no gap appears after the start.
+    let first = sim.out.iter().position(|&s| s != 0).unwrap();
+    let body = &sim.out[first..sim.out.len() - 800];
+    let run = longest_zero_run(body);
+    assert!(run <= 2, "zero run of {run} samples");
+    // And the tone is still the tone.
+    let (f, snr) = tone_quality(body, 8000.0, 430.0, 450.0);
+    println!("440 Hz through 5 % loss: {f:.2} Hz, SNR {snr:.1} dB");
+    assert!((f - 440.0).abs() < 0.5 && snr > 10.0, "{f} {snr}");
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. DTMF both ways
+
+/// Telephone-event blocks of the packets in `pkts`, grouped by event timestamp.
+fn event_groups(pkts: &[Sent]) -> Vec<Vec<(bool, EventBlock)>> {
+    let mut groups: Vec<(u32, Vec<(bool, EventBlock)>)> = Vec::new();
+    for p in pkts {
+        let b = EventBlock::parse(&p.payload).unwrap();
+        match groups.iter_mut().find(|g| g.0 == p.header.timestamp) {
+            Some(g) => g.1.push((p.header.marker, b)),
+            None => groups.push((p.header.timestamp, vec![(p.header.marker, b)])),
+        }
+    }
+    groups.into_iter().map(|g| g.1).collect()
+}
+
+#[test]
+fn dtmf_from_tdm_goes_out_as_rfc4733_and_inband() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let rfc = conn(CodecKind::Pcmu, 0, 0x4733).with_telephone_event(101);
+    assert_eq!(rfc.dtmf, DtmfTransport::Rfc4733);
+    sim.eng.add_connection(1, rfc).unwrap();
+    sim.eng
+        .add_connection(2, conn(CodecKind::Pcma, 8, 0x1B))
+        .unwrap();
+    let keys = "159#";
+    let mut gen = ToneGenerator::dtmf_sequence(
+        &digits(keys),
+        &DtmfToneParams::default(),
+        SampleRate::Hz8000,
+    );
+    let mut tin = [0i16; FRAME];
+    for _ in 0..10 {
+        sim.step(&[0; FRAME]);
+    }
+    for _ in 0..75 {
+        gen.fill(&mut tin);
+        sim.step(&tin);
+    }
+
+    // Events: each digit once, in order, from the TDM side.
+    let detected: String = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::DigitDetected {
+                digit,
+                source: DigitSource::Tdm,
+            } => Some(digit.to_char()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(detected, keys);
+    let durations: Vec<u32> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::DigitEnded { duration_ms, .. } => Some(*duration_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(durations.len(), 4);
+    assert!(durations.iter().all(|d| (85..=115).contains(d)), "{durations:?}");
+
+    // RFC 4733 on connection 1: one group per digit.
+    let ev = sim.sent_on(1, 101);
+    let groups = event_groups(&ev);
+    assert_eq!(groups.len(), 4, "{groups:?}");
+    for (g, key) in groups.iter().zip(digits(keys)) {
+        assert!(g[0].0, "marker on the first packet");
+        assert!(g[1..].iter().all(|(m, _)| !m));
+        assert!(g.iter().all(|(_, b)| b.event == key.event_code()));
+        let ends: Vec<&EventBlock> = g.iter().map(|(_, b)| b).filter(|b| b.end).collect();
+        assert_eq!(ends.len(), 3, "three end packets");
+        assert!(ends.iter().all(|b| b.duration == ends[0].duration));
+        let d = ends[0].duration;
+        assert!((680..=920).contains(&d), "duration {d}");
+        let updates: Vec<u16> = g.iter().filter(|(_, b)| !b.end).map(|(_, b)| b.duration).collect();
+        assert!(updates.len() >= 3);
+        assert!(updates.windows(2).all(|w| w[1] > w[0]), "{updates:?}");
+        assert!(g.last().unwrap().1.end);
+    }
+    // Sequence numbers are shared by audio and events and never repeat.
+    let mut seqs: Vec<u16> = sim
+        .sent
+        .iter()
+        .filter(|(id, _)| *id == 1)
+        .map(|(_, s)| s.header.sequence)
+        .collect();
+    let n = seqs.len();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    seqs.dedup();
+    assert_eq!(seqs.len(), n);
+    // Its audio has the digits muted.
+    let audio = decode_all(CodecKind::Pcmu, &CodecConfig::default(), &sim.sent_on(1, 0));
+    assert_eq!(detect_digits(&audio), "");
+    let peak = audio.iter().map(|&s| i32::from(s).abs()).max().unwrap();
+    println!("RFC 4733 connection: in-band residue peak {peak}");
+
+    // Connection 2 (in-band) carries them in its audio, and no events.
+    let audio = decode_all(CodecKind::Pcma, &CodecConfig::default(), &sim.sent_on(2, 8));
+    assert_eq!(detect_digits(&audio), keys);
+    assert_eq!(sim.sent.iter().filter(|(id, _)| *id == 2).count(), 85);
+}
+
+#[test]
+fn rfc4733_in_is_played_inband_to_tdm() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(9, conn(CodecKind::Pcmu, 0, 0x99).with_telephone_event(101))
+        .unwrap();
+    let ssrc = 0xBEEF;
+    let mut seq = 100u16;
+    let silence = [0xFFu8; 160];
+    // Digits "7" and "*": 120 ms each, 200 ms apart, with µ-law silence as the audio.
+    let plan = [(10u64, DtmfDigit::D7), (30u64, DtmfDigit::Star)];
+    for k in 0..60u64 {
+        let ts = 160 * k as u32;
+        let send = |sim: &mut Sim, pkt: Vec<u8>| sim.deliver(k * TICK_US + 5_000, 9, pkt);
+        let mut event_pkts = Vec::new();
+        for &(start, d) in &plan {
+            let ev_ts = 160 * start as u32;
+            if (start..start + 6).contains(&k) {
+                let dur = 160 * (k - start + 1) as u16;
+                let b = EventBlock { event: d.event_code(), end: false, volume: 10, duration: dur };
+                event_pkts.push(rtp(101, 0, ev_ts, ssrc, k == start, &b.to_bytes().unwrap()));
+            } else if (start + 6..start + 9).contains(&k) {
+                let b = EventBlock { event: d.event_code(), end: true, volume: 10, duration: 960 };
+                event_pkts.push(rtp(101, 0, ev_ts, ssrc, false, &b.to_bytes().unwrap()));
+            }
+        }
+        for mut p in event_pkts {
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            seq = seq.wrapping_add(1);
+            send(&mut sim, p);
+        }
+        send(&mut sim, rtp(0, seq, ts, ssrc, k == 0, &silence));
+        seq = seq.wrapping_add(1);
+        sim.step(&[0; FRAME]);
+    }
+    for _ in 0..20 {
+        sim.step(&[0; FRAME]);
+    }
+    assert_eq!(detect_digits(&sim.out), "7*");
+    let got: Vec<(char, u32)> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::DigitEnded {
+                digit,
+                source: DigitSource::Rfc4733 { id: 9 },
+                duration_ms,
+            } => Some((digit.to_char(), *duration_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, vec![('7', 120), ('*', 120)]);
+    // The rendered tone lasts the event's duration (120 ms = 960 samples).
+    let loud: Vec<bool> = sim
+        .out
+        .chunks(80)
+        .map(|c| c.iter().any(|&s| i32::from(s).abs() > 1000))
+        .collect();
+    let mut bursts = Vec::new();
+    let mut run = 0;
+    for l in loud.iter().chain([false].iter()) {
+        if *l {
+            run += 1;
+        } else if run > 0 {
+            bursts.push(run * 10);
+            run = 0;
+        }
+    }
+    assert_eq!(bursts, vec![120, 120], "ms of tone per digit");
+    let st = sim.eng.stats(9).unwrap();
+    assert_eq!(st.events_in, 18);
+    assert_eq!(st.jitter.lost, 0, "events do not look like audio loss");
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. Local signals
+
+#[test]
+fn ringback_cadence_and_dtmf_signal() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(1, conn(CodecKind::Pcmu, 0, 1))
+        .unwrap();
+    sim.eng
+        .play_signal(Signal::Tone {
+            tone: CallProgressTone::Ringback,
+            set: None,
+            toward: SignalDirection::Tdm,
+        })
+        .unwrap();
+    for _ in 0..550 {
+        sim.step(&[0; FRAME]); // 11 s
+    }
+    // 10 ms blocks: on/off runs.
+    let on: Vec<bool> = sim
+        .out
+        .chunks(80)
+        .map(|c| c.iter().any(|&s| s != 0))
+        .collect();
+    let mut runs: Vec<(bool, usize)> = Vec::new();
+    for &b in &on {
+        match runs.last_mut() {
+            Some((v, n)) if *v == b => *n += 1,
+            _ => runs.push((b, 1)),
+        }
+    }
+    let runs_ms: Vec<(bool, usize)> = runs.iter().map(|&(b, n)| (b, n * 10)).collect();
+    assert_eq!(
+        runs_ms,
+        vec![(true, 1000), (false, 4000), (true, 1000), (false, 4000), (true, 1000)]
+    );
+    let (f, snr) = tone_quality(&sim.out[800..7200], 8000.0, 400.0, 450.0);
+    println!("ringback: {f:.2} Hz, SNR {snr:.1} dB");
+    assert!((f - 425.0).abs() < 0.5 && snr > 40.0);
+    // Toward TDM only: the IP side heard silence.
+    let audio = decode_all(CodecKind::Pcmu, &CodecConfig::default(), &sim.sent_on(1, 0));
+    assert!(audio.iter().all(|&s| s.abs() < 10));
+    assert!(sim.eng.signal_active());
+    assert!(!sim.events.contains(&EngineEvent::SignalDone));
+
+    // DTMF digits toward both sides replace the ringback.
+    sim.eng
+        .play_signal(Signal::Dtmf {
+            digits: digits("42"),
+            toward: SignalDirection::Both,
+        })
+        .unwrap();
+    let start = sim.out.len();
+    let sent_before = sim.sent.len();
+    for _ in 0..30 {
+        sim.step(&[0; FRAME]);
+    }
+    assert_eq!(detect_digits(&sim.out[start..]), "42");
+    assert!(sim.events.contains(&EngineEvent::SignalDone));
+    assert!(!sim.eng.signal_active());
+    let ip: Vec<Sent> = sim.sent[sent_before..].iter().map(|(_, s)| s.clone()).collect();
+    let audio = decode_all(CodecKind::Pcmu, &CodecConfig::default(), &ip);
+    assert_eq!(detect_digits(&audio), "42");
+    // After the signal: silence.
+    assert!(sim.out[sim.out.len() - 800..].iter().all(|&s| s == 0));
+    // A tone the set does not define.
+    assert_eq!(
+        sim.eng.play_signal(Signal::Tone {
+            tone: CallProgressTone::Confirmation,
+            set: None,
+            toward: SignalDirection::Tdm,
+        }),
+        Err(mgw_media::engine::EngineError::UnknownTone)
+    );
+    sim.eng
+        .play_signal(Signal::Tone {
+            tone: CallProgressTone::Busy,
+            set: None,
+            toward: SignalDirection::Tdm,
+        })
+        .unwrap();
+    sim.eng.play_signal(Signal::Stop).unwrap();
+    assert!(!sim.eng.signal_active());
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. ptime 10/30/40 ms and 16 kHz codecs, round trip through the network and back
+
+fn round_trip(kind: CodecKind, pt: u8, ptime: u32, codec_config: CodecConfig) -> (f64, f64) {
+    let mut sim = Sim::new(EngineConfig::default());
+    let mut p = conn(kind, pt, 0x5EC0);
+    p.ptime_ms = ptime;
+    p.codec_config = codec_config;
+    sim.eng.add_connection(1, p).unwrap();
+    let ticks = 150u64;
+    for k in 0..ticks {
+        let tin = sine(8000, 1000.0, 8000.0, k as usize * FRAME, FRAME);
+        let before = sim.sent.len();
+        sim.step(&tin);
+        // Echo every packet back 3 ms later (a network loop).
+        let echoed: Vec<Vec<u8>> = sim.sent[before..]
+            .iter()
+            .map(|(_, s)| rtp(s.header.payload_type, s.header.sequence, s.header.timestamp, 0xFEED, s.header.marker, &s.payload))
+            .collect();
+        for e in echoed {
+            sim.deliver(k * TICK_US + 3_000, 1, e);
+        }
+    }
+    let pkts = sim.sent_on(1, pt);
+    let rate = kind.audio_rate(&codec_config);
+    let samples = rate * ptime / 1000;
+    let ts_step = kind.rtp_ticks(samples, rate);
+    check_stream(&pkts, 0x5EC0, ts_step);
+    assert_eq!(pkts.len() as u64, ticks * 20 / u64::from(ptime), "{kind:?} {ptime}");
+    let st = sim.eng.stats(1).unwrap();
+    assert_eq!((st.decode_errors, st.jitter.lost, st.rx_ptime_changes), (0, 0, 0), "{st:?}");
+    assert_eq!(st.rx_ptime_ms, ptime);
+    let body = &sim.out[sim.out.len() - 8000..];
+    assert!(longest_zero_run(body) <= 2, "{kind:?} {ptime}");
+    let (f, snr) = tone_quality(body, 8000.0, 950.0, 1050.0);
+    println!("{kind:?} ptime {ptime} ms: {} bytes/packet, {f:.2} Hz, SNR {snr:.1} dB", pkts[1].payload.len());
+    (f, snr)
+}
+
+#[test]
+fn ptimes_and_wideband_codecs_round_trip() {
+    let d = CodecConfig::default();
+    for (kind, pt, ptime, floor) in [
+        (CodecKind::Pcmu, 0, 10, 30.0),
+        (CodecKind::Pcma, 8, 30, 30.0),
+        (CodecKind::Pcmu, 0, 40, 30.0),
+        (CodecKind::G722, 9, 20, 30.0),
+        (CodecKind::G722, 9, 30, 30.0),
+        (CodecKind::L16 { rate: 16000 }, 96, 20, 40.0),
+        (CodecKind::L16 { rate: 16000 }, 96, 10, 40.0),
+        (CodecKind::L16 { rate: 8000 }, 97, 30, 40.0),
+    ] {
+        let (f, snr) = round_trip(kind, pt, ptime, d);
+        assert!((f - 1000.0).abs() < 0.5, "{kind:?} {ptime}: {f}");
+        assert!(snr > floor, "{kind:?} {ptime}: {snr}");
+    }
+    // Opus at 16 kHz with 40 ms packets (wideband through the 2:1 converters).
+    let wide = CodecConfig {
+        opus_rate: 16000,
+        opus_bitrate: 32_000,
+        ..CodecConfig::default()
+    };
+    let (f, snr) = round_trip(CodecKind::Opus, 111, 40, wide);
+    assert!((f - 1000.0).abs() < 1.0 && snr > 12.0, "{f} {snr}");
+}
+
+#[test]
+fn receive_side_follows_the_peers_ptime() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(1, conn(CodecKind::Pcmu, 0, 1))
+        .unwrap();
+    // We send 20 ms; the peer sends 30 ms.
+    let mut peer = Peer::new(CodecKind::Pcmu, 0, 30, 1000.0);
+    let mut next_send = 0u64;
+    for k in 0..300u64 {
+        while next_send <= k * TICK_US {
+            sim.deliver(next_send + 4_000, 1, peer.next());
+            next_send += 30_000;
+        }
+        sim.step(&[0; FRAME]);
+    }
+    let st = sim.eng.stats(1).unwrap();
+    assert_eq!((st.rx_ptime_ms, st.rx_ptime_changes), (30, 1), "{st:?}");
+    let body = &sim.out[8000..];
+    assert!(longest_zero_run(body) <= 2);
+    let (f, snr) = tone_quality(body, 8000.0, 950.0, 1050.0);
+    assert!((f - 1000.0).abs() < 0.5 && snr > 30.0, "{f} {snr}");
+    // What we send stays at 20 ms.
+    assert!(sim.sent_on(1, 0).iter().all(|s| s.payload.len() == 160));
+}
+
+// ------------------------------------------------------------------------------------------
+// 6. Clock drift over an hour
+
+#[test]
+fn one_hour_with_sender_clock_100ppm_fast() {
+    let cfg = EngineConfig {
+        dtmf_detection: false,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::new(cfg);
+    let mut p = conn(CodecKind::Pcmu, 0, 1);
+    p.mode = MediaMode::RecvOnly;
+    sim.eng.add_connection(1, p).unwrap();
+    let mut peer = Peer::new(CodecKind::Pcmu, 0, 20, 1000.0);
+    let mut rng = Rng(5);
+    // The sender's 20 ms are 19.998 ms of ours.
+    let period_ns = 20_000_000.0 * (1.0 - 100e-6);
+    let mut sent = 0u64;
+    let ticks = 180_000u64;
+    let (mut max_delay, mut max_buffered) = (0.0f64, 0usize);
+    let mut out = [0i16; FRAME];
+    let mut zero_frames_after_start = 0u64;
+    let mut started = false;
+    for k in 0..ticks {
+        let now_us = k * TICK_US;
+        while (sent as f64 * period_ns / 1000.0) as u64 <= now_us {
+            let send_us = (sent as f64 * period_ns / 1000.0) as u64;
+            let pkt = peer.next();
+            let at = sim.at(send_us + 10_000 + rng.below(10_000));
+            sim.eng.on_rtp(1, at, &pkt);
+            sent += 1;
+        }
+        sim.eng.tick(sim.at(now_us), &[0; FRAME], &mut out, &mut |_, _| {
+            panic!("recvonly sends nothing")
+        });
+        started |= out.iter().any(|&s| s != 0);
+        if started && longest_zero_run(&out) > 2 {
+            zero_frames_after_start += 1;
+        }
+        if k % 500 == 0 && k > 1000 {
+            let s = sim.eng.stats(1).unwrap();
+            max_delay = max_delay.max(s.jitter.current_delay_ms);
+            max_buffered = max_buffered.max(s.jitter.buffered);
+        }
+    }
+    let s = sim.eng.stats(1).unwrap();
+    println!("1 h at +100 ppm: max delay {max_delay:.1} ms, max buffered {max_buffered}, {s:?}");
+    // 3600 s × 100 ppm = 360 ms = 18 frames dropped to keep the delay.
+    assert!((15..=25).contains(&s.jitter.frames_dropped), "{s:?}");
+    assert!(max_delay < 100.0, "delay grew to {max_delay} ms");
+    assert!(max_buffered <= 8, "{max_buffered}");
+    assert_eq!(s.fifo_overflow, 0);
+    assert!(zero_frames_after_start <= 25, "{zero_frames_after_start} frames with gaps");
+    assert_eq!(s.jitter.resyncs, 0);
+}
+
+// ------------------------------------------------------------------------------------------
+// Modes, modify, robustness
+
+#[test]
+fn modify_keeps_ssrc_sequence_and_timestamp() {
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(4, conn(CodecKind::Pcmu, 0, 0x4444))
+        .unwrap();
+    for _ in 0..10 {
+        sim.step(&[100; FRAME]);
+    }
+    // Mode change only: sendonly → stays on the same stream.
+    let mut p = conn(CodecKind::Pcmu, 0, 0x9999);
+    p.mode = MediaMode::RecvOnly;
+    sim.eng.modify_connection(4, p).unwrap();
+    for _ in 0..5 {
+        sim.step(&[100; FRAME]);
+    }
+    assert_eq!(sim.sent.len(), 10, "recvonly does not send");
+    // Back to sending, now with Opus: same SSRC, sequence continues, timestamp advanced
+    // by the elapsed time on the new clock, marker set.
+    let mut p = conn(CodecKind::Opus, 111, 0x9999);
+    p.mode = MediaMode::SendRecv;
+    sim.eng.modify_connection(4, p).unwrap();
+    for _ in 0..5 {
+        sim.step(&[100; FRAME]);
+    }
+    let all: Vec<&Sent> = sim.sent.iter().map(|(_, s)| s).collect();
+    assert_eq!(all.len(), 15);
+    let (last_pcmu, first_opus) = (&all[9].header, &all[10].header);
+    assert_eq!(first_opus.ssrc, 0x4444);
+    assert_eq!(first_opus.sequence, last_pcmu.sequence.wrapping_add(1));
+    assert!(first_opus.marker);
+    // 6 frames (120 ms) after the last PCMU packet: 960 at 8 kHz, then at 48 kHz.
+    assert_eq!(first_opus.timestamp, last_pcmu.timestamp.wrapping_add(160 * 6 * 6 - 160 * 5));
+    assert_eq!(first_opus.payload_type, 111);
+    assert_eq!(all[11].header.timestamp, first_opus.timestamp.wrapping_add(960));
+    assert_eq!(
+        sim.eng.modify_connection(99, conn(CodecKind::Pcmu, 0, 1)),
+        Err(mgw_media::engine::EngineError::UnknownConnection(99))
+    );
+    sim.eng.remove_connection(4);
+    assert_eq!(sim.eng.connection_count(), 0);
+    assert!(sim.eng.stats(4).is_none());
+}
+
+#[test]
+fn network_loopback_conference_and_circuit_loopback() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let mut nl = conn(CodecKind::Pcmu, 0, 0x1);
+    nl.mode = MediaMode::NetworkLoopback;
+    sim.eng.add_connection(1, nl).unwrap();
+    let mut peer = Peer::new(CodecKind::Pcmu, 0, 20, 1000.0);
+    for k in 0..100u64 {
+        sim.deliver(k * TICK_US + 2_000, 1, peer.next());
+        sim.step(&[3000; FRAME]);
+    }
+    // The peer's tone comes back to it, the TDM input does not, and TDM hears nothing.
+    let back = decode_all(CodecKind::Pcmu, &CodecConfig::default(), &sim.sent_on(1, 0));
+    let (f, snr) = tone_quality(&back[2400..], 8000.0, 950.0, 1050.0);
+    assert!((f - 1000.0).abs() < 0.5 && snr > 30.0, "{f} {snr}");
+    assert!(sim.out.iter().all(|&s| s == 0));
+
+    // Circuit loopback: TDM in → TDM out.
+    let mut lb = conn(CodecKind::Pcmu, 0, 0x2);
+    lb.mode = MediaMode::Loopback;
+    sim.eng.modify_connection(1, lb).unwrap();
+    let tin = sine(8000, 800.0, 5000.0, 0, FRAME);
+    let sent = sim.sent.len();
+    sim.step(&tin);
+    assert_eq!(&sim.out[sim.out.len() - FRAME..], &tin[..]);
+    assert_eq!(sim.sent.len(), sent);
+
+    // Conference: each conference connection hears the TDM side and the others.
+    let mut sim = Sim::new(EngineConfig::default());
+    for id in 1..=3u32 {
+        let mut p = conn(CodecKind::L16 { rate: 8000 }, 96, id);
+        p.mode = MediaMode::Conference;
+        sim.eng.add_connection(id, p).unwrap();
+    }
+    let mut peers: Vec<Peer> = [500.0, 700.0]
+        .iter()
+        .map(|&f| Peer::new(CodecKind::L16 { rate: 8000 }, 96, 20, f))
+        .collect();
+    for k in 0..100u64 {
+        for (i, p) in peers.iter_mut().enumerate() {
+            sim.deliver(k * TICK_US + 1_000, i as u32 + 1, p.next());
+        }
+        sim.step(&sine(8000, 300.0, 5000.0, k as usize * FRAME, FRAME));
+    }
+    let heard = |sim: &Sim, id: u32| {
+        decode_all(CodecKind::L16 { rate: 8000 }, &CodecConfig::default(), &sim.sent_on(id, 96))
+    };
+    let power = |x: &[i16], f: f64| fit(&x[4000..], 8000.0, f).0;
+    let c1 = heard(&sim, 1);
+    let c3 = heard(&sim, 3);
+    assert!(power(&c1, 300.0) > 1e6 && power(&c1, 700.0) > 1e6 && power(&c1, 500.0) < 1e3);
+    assert!(power(&c3, 300.0) > 1e6 && power(&c3, 500.0) > 1e6 && power(&c3, 700.0) > 1e6);
+    // TDM hears both peers.
+    assert!(power(&sim.out, 500.0) > 1e6 && power(&sim.out, 700.0) > 1e6);
+}
+
+#[test]
+fn comfort_noise_fills_silence() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let mut p = conn(CodecKind::Pcmu, 0, 1);
+    p.cn_pt = Some(13);
+    sim.eng.add_connection(1, p).unwrap();
+    let mut peer = Peer::new(CodecKind::Pcmu, 0, 20, 1000.0);
+    // 1 s of tone, then one CN packet at −50 dBov and 2 s of silence.
+    for k in 0..150u64 {
+        if k < 50 {
+            sim.deliver(k * TICK_US + 2_000, 1, peer.next());
+        } else if k == 50 {
+            let cn = rtp(13, peer.seq, peer.ts, peer.ssrc, false, &[50]);
+            sim.deliver(k * TICK_US + 2_000, 1, cn);
+        }
+        sim.step(&[0; FRAME]);
+    }
+    let tail = &sim.out[sim.out.len() - 8000..];
+    let rms = (tail.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+    let dbov = 20.0 * (rms / 32767.0).log10();
+    println!("comfort noise at {dbov:.1} dBov");
+    assert!((dbov + 50.0).abs() < 1.0, "{dbov}");
+    let st = sim.eng.stats(1).unwrap();
+    assert_eq!((st.cn_in, st.cn_level), (1, Some(50)));
+    assert_eq!(st.jitter.lost, 0, "CN keeps its place in the sequence");
+
+    // With comfort noise off the same is silent.
+    let cfg = EngineConfig {
+        comfort_noise: false,
+        ..EngineConfig::default()
+    };
+    let mut sim = Sim::new(cfg);
+    sim.eng.add_connection(1, p).unwrap();
+    sim.deliver(0, 1, rtp(13, 1, 0, 9, false, &[30]));
+    for _ in 0..50 {
+        sim.step(&[0; FRAME]);
+    }
+    assert!(sim.out.iter().all(|&s| s == 0));
+}
+
+#[test]
+fn hostile_packets_are_counted_not_fatal() {
+    let mut sim = Sim::new(EngineConfig::default());
+    let mut p = conn(CodecKind::Opus, 111, 1).with_telephone_event(101);
+    p.cn_pt = Some(13);
+    sim.eng.add_connection(1, p).unwrap();
+    sim.eng
+        .add_connection(2, conn(CodecKind::G722, 9, 2))
+        .unwrap();
+    let mut rng = Rng(77);
+    for k in 0..400u64 {
+        for _ in 0..5 {
+            let len = rng.below(300) as usize;
+            let mut pkt: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if len >= 2 && rng.chance(0.7) {
+                pkt[0] = 0x80;
+                pkt[1] = [0u8, 9, 13, 101, 111, 5][rng.below(6) as usize] | ((rng.next() as u8) & 0x80);
+            }
+            let id = 1 + rng.below(3) as u32;
+            sim.deliver(k * TICK_US + rng.below(20_000), id, pkt);
+        }
+        sim.step(&[0; FRAME]);
+    }
+    for id in [1, 2] {
+        let s = sim.eng.stats(id).unwrap();
+        println!("garbage on {id}: {s:?}");
+        assert!(s.malformed > 0 && s.wrong_pt > 0, "{s:?}");
+    }
+    // Invalid parameters are refused.
+    let mut bad = conn(CodecKind::Opus, 111, 1);
+    bad.ptime_ms = 30;
+    assert!(sim.eng.add_connection(5, bad).is_err());
+    let mut bad = conn(CodecKind::Pcmu, 0, 1);
+    bad.cn_pt = Some(0);
+    assert!(sim.eng.add_connection(5, bad).is_err());
+    let bad = ConnParams::from_sdp("G729", 8000, None, None, 18);
+    assert!(bad.is_err());
+    let ok = ConnParams::from_sdp("opus", 48000, Some(2), Some("useinbandfec=1"), 111).unwrap();
+    assert!(ok.codec_config.opus_fec);
+}
