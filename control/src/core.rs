@@ -19,8 +19,8 @@ use mgcp::params::{
 };
 use mgcp::{Command, EndpointName, Error, ParamName, Params, Response, ReturnCode, Verb, Wildcard};
 use mgw_dataplane::{
-    ConnCounters, ConnKey, ConnSpec, ConnUpdate, DataplaneCmd, DataplaneEvent, Mode, RtpPorts,
-    SourceCheck,
+    ChannelSignal, ConnCounters, ConnKey, ConnSpec, ConnUpdate, DataplaneCmd, DataplaneEvent,
+    DtmfMode, Mode, RtpPorts, SourceCheck, ToneKind,
 };
 
 use crate::endpoint::{Connection, EndpointKind, EndpointSpec, Law, Registry};
@@ -72,6 +72,10 @@ pub struct CoreConfig {
     pub source_check: SourceCheck,
     /// Seed for SSRCs and session ids.
     pub seed: u64,
+    /// Inter-digit timer while more digits may follow (RFC 3435 §2.1.5: 4 s).
+    pub digit_timer_short: Duration,
+    /// Inter-digit timer before the first digit (16 s).
+    pub digit_timer_long: Duration,
 }
 
 /// A command the gateway wants to send to a call agent (NTFY, or DLCX of its own).
@@ -609,6 +613,7 @@ impl<M: MediaPlane> Core<M> {
         for n in notes {
             self.queue_notify(ei, n);
         }
+        self.play_signals(ei);
     }
 
     fn queue_notify(&mut self, ei: usize, n: PendingNotify) {
@@ -652,6 +657,106 @@ impl<M: MediaPlane> Core<M> {
             }
             DataplaneEvent::FirstPacket { key } => self.connection_event(key, "ma"),
             DataplaneEvent::RtpTimeout { key } => self.connection_event(key, "rto"),
+            DataplaneEvent::Digit { channel, digit, .. } => {
+                self.channel_event(&channel, "D", &digit.to_ascii_lowercase().to_string())
+            }
+            DataplaneEvent::SignalDone { channel } => self.channel_event(&channel, "G", "oc"),
+        }
+    }
+
+    /// The TDM channel an endpoint's connections terminate on (`None` for IP endpoints).
+    fn channel_of(&self, ei: usize) -> Option<String> {
+        let ep = &self.reg.endpoints[ei];
+        matches!(ep.spec.kind, EndpointKind::Ds { .. }).then(|| ep.spec.local_name.clone())
+    }
+
+    /// An event on a TDM channel (a digit, a finished signal) for the endpoint's request.
+    fn channel_event(&mut self, channel: &str, package: &str, event: &str) {
+        let Ok(name) = EndpointName::new(channel, &self.cfg.domain) else {
+            return;
+        };
+        let Some(ei) = self
+            .reg
+            .resolve(&name)
+            .ok()
+            .and_then(|v| v.first().copied())
+        else {
+            return;
+        };
+        let ep = &mut self.reg.endpoints[ei];
+        let kind = ep.spec.kind.clone();
+        let cat = Catalog::new(&kind);
+        let ev = ObservedEvent {
+            name: EventName {
+                package: Some(package.into()),
+                event: event.into(),
+                connection: None,
+            },
+            params: None,
+        };
+        if let Some(n) = ep.notify.observe(&cat, ev) {
+            self.queue_notify(ei, n);
+        }
+    }
+
+    /// Runs the inter-digit timers of digit-map collection (RFC 3435 §2.1.5): started
+    /// when digits are pending, a notification when one fires and the map decides.
+    pub fn tick_at(&mut self, now: std::time::Instant) {
+        self.tick();
+        let mut fired = Vec::new();
+        for (ei, ep) in self.reg.endpoints.iter_mut().enumerate() {
+            match (ep.notify.digit_timer(), ep.notify.digit_deadline) {
+                (None, _) => ep.notify.digit_deadline = None,
+                (Some(t), None) => {
+                    let d = match t {
+                        mgcp::digitmap::DigitTimer::Short => self.cfg.digit_timer_short,
+                        mgcp::digitmap::DigitTimer::Long => self.cfg.digit_timer_long,
+                    };
+                    ep.notify.digit_deadline = Some(now + d);
+                }
+                (Some(_), Some(at)) if now >= at => {
+                    if let Some(n) = ep.notify.digit_timeout() {
+                        fired.push((ei, n));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (ei, n) in fired {
+            self.queue_notify(ei, n);
+        }
+    }
+
+    /// Sends the request's signals to the endpoint's TDM channel (or stops them).
+    fn play_signals(&mut self, ei: usize) {
+        let Some(channel) = self.channel_of(ei) else {
+            return;
+        };
+        let group = self.reg.endpoints[ei].spec.group;
+        let signals = self.reg.endpoints[ei].notify.signals.clone();
+        let kind = self.reg.endpoints[ei].spec.kind.clone();
+        let cat = Catalog::new(&kind);
+        let mut digits = String::new();
+        let mut cmds = vec![ChannelSignal::Stop];
+        for sig in &signals {
+            let (pkg, ev) = cat.qualify(&sig.name);
+            match (pkg.as_str(), ev.as_str()) {
+                ("D", d) if d.len() == 1 => digits.push_str(&d.to_ascii_uppercase()),
+                ("G", "rt") => cmds.push(ChannelSignal::Tone(ToneKind::Ringback)),
+                ("G", "cg") => cmds.push(ChannelSignal::Tone(ToneKind::Congestion)),
+                ("G", "cf") => cmds.push(ChannelSignal::Tone(ToneKind::Confirmation)),
+                _ => {}
+            }
+        }
+        if !digits.is_empty() {
+            cmds.push(ChannelSignal::Digits(digits));
+        }
+        for signal in cmds {
+            self.send_dp(DataplaneCmd::Signal {
+                group,
+                channel: channel.clone(),
+                signal,
+            });
         }
     }
 
@@ -828,6 +933,10 @@ impl<M: MediaPlane> Core<M> {
             ssrc,
             rtp_timeout: self.rto.get(&ei).copied(),
             counters: Arc::clone(&counters),
+            channel: self.channel_of(ei),
+            ptime_ms: ptime,
+            fmtp: remote.as_ref().map(|r| r.fmtp.clone()).unwrap_or_default(),
+            dtmf: DtmfMode::Auto,
         };
         if let Err(cmd_back) = self.media.send(DataplaneCmd::Add(Box::new(spec))) {
             // Nothing committed yet: the sockets close with the command, the port goes back.
@@ -943,6 +1052,8 @@ impl<M: MediaPlane> Core<M> {
             remote_rtcp: remote.as_ref().and_then(|r| r.rtcp),
             payloads: payloads.clone(),
             rtp_timeout: None,
+            ptime_ms: renegotiate.then_some(ptime),
+            fmtp: remote.as_ref().map(|r| r.fmtp.clone()),
         };
         self.send_dp(DataplaneCmd::Modify {
             key,
@@ -1131,7 +1242,7 @@ impl<M: MediaPlane> Core<M> {
             sdp::CodecPolicy::Relay => {
                 "PCMU;PCMA;G722;G729;GSM;G723;L16;opus;telephone-event".to_string()
             }
-            sdp::CodecPolicy::Only(v) => format!("{};telephone-event", v.join(";")),
+            sdp::CodecPolicy::Transcode(v) => format!("{};telephone-event", v.join(";")),
         };
         let pkgs = Catalog::new(&ep.spec.kind).packages().join(";");
         format!(

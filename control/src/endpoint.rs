@@ -86,8 +86,12 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     pub(crate) fn new(spec: EndpointSpec) -> Self {
         let policy = match &spec.kind {
-            EndpointKind::Ds { law: Law::Alaw, .. } => CodecPolicy::Only(vec!["PCMA"]),
-            EndpointKind::Ds { law: Law::Ulaw, .. } => CodecPolicy::Only(vec!["PCMU"]),
+            EndpointKind::Ds { law: Law::Alaw, .. } => {
+                CodecPolicy::Transcode(crate::sdp::TRANSCODABLE_ALAW.to_vec())
+            }
+            EndpointKind::Ds { law: Law::Ulaw, .. } => {
+                CodecPolicy::Transcode(crate::sdp::TRANSCODABLE_ULAW.to_vec())
+            }
             EndpointKind::RtpBridge(_) => CodecPolicy::Relay,
         };
         Endpoint {

@@ -7,7 +7,7 @@
 //! we would not keep. [`NotificationState`] is the per-endpoint state machine: the
 //! current request, accumulated observed events, the digit map, quarantine.
 
-use mgcp::digitmap::{DigitCollector, DigitMap, MatchResult};
+use mgcp::digitmap::{DigitCollector, DigitMap, DigitTimer, MatchResult};
 use mgcp::params::{
     Action, EventName, ObservedEvent, QuarantineHandling, RequestedEvent, SignalRequest,
 };
@@ -62,9 +62,56 @@ const PACKAGES: &[(&str, &[&str], &[&str])] = &[
 /// Persistent events (RFC 3660): always detected, and notified even when not requested.
 const PERSISTENT: &[(&str, &str)] = &[("L", "hd"), ("L", "hu"), ("L", "hf")];
 
-/// Events an endpoint can detect today, by package (all endpoints): media start and
-/// RTP timeout, both reported by the dataplane.
+/// Events every endpoint can detect: media start and RTP timeout (the dataplane).
 const DETECTABLE: &[(&str, &str)] = &[("R", "ma"), ("R", "rto")];
+
+/// Events a TDM channel can detect besides: in-band and RFC 4733 DTMF digits (the
+/// media engine's detector), and completion of timed signals.
+const DETECTABLE_TDM: &[(&str, &str)] = &[
+    ("D", "0"),
+    ("D", "1"),
+    ("D", "2"),
+    ("D", "3"),
+    ("D", "4"),
+    ("D", "5"),
+    ("D", "6"),
+    ("D", "7"),
+    ("D", "8"),
+    ("D", "9"),
+    ("D", "*"),
+    ("D", "#"),
+    ("D", "a"),
+    ("D", "b"),
+    ("D", "c"),
+    ("D", "d"),
+    ("D", "x"),
+    ("D", "t"),
+    ("G", "oc"),
+    ("D", "oc"),
+];
+
+/// Signals a TDM channel can generate toward the line.
+const GENERATED_TDM: &[(&str, &str)] = &[
+    ("D", "0"),
+    ("D", "1"),
+    ("D", "2"),
+    ("D", "3"),
+    ("D", "4"),
+    ("D", "5"),
+    ("D", "6"),
+    ("D", "7"),
+    ("D", "8"),
+    ("D", "9"),
+    ("D", "*"),
+    ("D", "#"),
+    ("D", "a"),
+    ("D", "b"),
+    ("D", "c"),
+    ("D", "d"),
+    ("G", "rt"),
+    ("G", "cg"),
+    ("G", "cf"),
+];
 
 /// What an endpoint supports.
 pub(crate) struct Catalog<'a> {
@@ -130,19 +177,29 @@ impl<'a> Catalog<'a> {
         if !is_pattern && !events.contains(&ev.as_str()) {
             return Err(Error::NoSuchEventOrSignal(format!("{pkg}/{}", name.event)));
         }
-        if ev == "*" {
-            // "all events of the package": fine when we detect at least one of them.
-            return if DETECTABLE.iter().any(|(p, _)| *p == pkg) {
+        if ev == "*" || is_pattern {
+            // "All events of the package" or a digit pattern: fine when we detect at least
+            // one event of the package.
+            return if self.detectable().any(|(p, _)| *p == pkg) {
                 Ok(())
             } else {
-                Err(Error::CantDetectEvent(format!("{pkg}/*")))
+                Err(Error::CantDetectEvent(format!("{pkg}/{}", name.event)))
             };
         }
-        if DETECTABLE.iter().any(|(p, e)| *p == pkg && *e == ev) {
+        if self.detectable().any(|(p, e)| *p == pkg && *e == ev) {
             Ok(())
         } else {
             Err(Error::CantDetectEvent(format!("{pkg}/{}", name.event)))
         }
+    }
+
+    fn is_tdm(&self) -> bool {
+        matches!(self.kind, EndpointKind::Ds { .. })
+    }
+
+    fn detectable(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+        let tdm: &'static [(&str, &str)] = if self.is_tdm() { DETECTABLE_TDM } else { &[] };
+        DETECTABLE.iter().chain(tdm.iter())
     }
 
     /// Checks a requested signal: exists (522/518) and can be generated here (513).
@@ -156,8 +213,11 @@ impl<'a> Catalog<'a> {
         if !known {
             return Err(Error::NoSuchEventOrSignal(format!("{pkg}/{}", name.event)));
         }
-        // No tone generators yet: every signal is known but cannot be played.
-        Err(Error::CantGenerateSignal(format!("{pkg}/{}", name.event)))
+        if self.is_tdm() && GENERATED_TDM.iter().any(|(p, e)| *p == pkg && *e == sig) {
+            Ok(())
+        } else {
+            Err(Error::CantGenerateSignal(format!("{pkg}/{}", name.event)))
+        }
     }
 
     /// Canonical `package/event` of an observed event.
@@ -192,6 +252,8 @@ pub(crate) struct NotificationState {
     pub(crate) quarantine_handling: Option<QuarantineHandling>,
     /// A notification was sent in step mode: further events wait for the next RQNT.
     pub(crate) awaiting_request: bool,
+    /// When the running inter-digit timer fires (set by the core, which owns time).
+    pub(crate) digit_deadline: Option<std::time::Instant>,
 }
 
 /// A validated RQNT (or embedded request), ready to apply.
@@ -321,6 +383,7 @@ impl NotificationState {
                             .collector
                             .get_or_insert_with(|| DigitCollector::new(map.clone()));
                         let digit = ev.name.event.chars().next().unwrap_or('?');
+                        self.digit_deadline = None;
                         match collector.push(digit) {
                             MatchResult::Full | MatchResult::NoMatch => notify = true,
                             MatchResult::Partial | MatchResult::FullAndPartial => {}
@@ -351,19 +414,40 @@ impl NotificationState {
         if !notify {
             return None;
         }
+        Some(self.notify_now())
+    }
+
+    /// Builds the notification of what was observed and moves to the post-notify state.
+    fn notify_now(&mut self) -> PendingNotify {
         let step = !self.quarantine_handling.as_ref().is_some_and(|q| q.loop_);
         let n = PendingNotify {
             request_id: self.request_id.clone().unwrap_or_else(|| "0".into()),
             observed: std::mem::take(&mut self.observed),
         };
         self.collector = None;
+        self.digit_deadline = None;
         if step {
             // Step mode: one notification per request; the list is emptied and events
             // are quarantined until the next RQNT.
             self.events.clear();
             self.awaiting_request = true;
         }
-        Some(n)
+        n
+    }
+
+    /// Which inter-digit timer should run while digits are being collected.
+    pub(crate) fn digit_timer(&self) -> Option<DigitTimer> {
+        self.collector.as_ref().and_then(DigitCollector::timer)
+    }
+
+    /// The inter-digit timer fired: the digit map decides (RFC 3435 §2.1.5).
+    pub(crate) fn digit_timeout(&mut self) -> Option<PendingNotify> {
+        self.digit_deadline = None;
+        let c = self.collector.as_mut()?;
+        match c.timeout() {
+            MatchResult::Full | MatchResult::NoMatch => Some(self.notify_now()),
+            MatchResult::Partial | MatchResult::FullAndPartial => None,
+        }
     }
 
     /// Clears everything (endpoint reset).

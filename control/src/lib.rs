@@ -288,6 +288,8 @@ pub async fn run(
                 SourceCheck::Strict
             },
             seed,
+            digit_timer_short: Duration::from_secs(4),
+            digit_timer_long: Duration::from_secs(16),
         },
         cfg.endpoints.clone(),
         RealMedia { dataplane, ports },

@@ -116,15 +116,21 @@ pub(crate) fn codec_by_name(name: &str, rate: Option<u32>) -> Option<Codec> {
 pub(crate) enum CodecPolicy {
     /// Any codec: the endpoint relays IP to IP without touching the payload.
     Relay,
-    /// Only these (a TDM channel without transcoding carries its own law).
-    Only(Vec<&'static str>),
+    /// A TDM channel: the codecs the media engine decodes and encodes; the first (the
+    /// channel's own law) is offered first.
+    Transcode(Vec<&'static str>),
 }
+
+/// Codecs the media engine transcodes to and from a TDM channel, A-law first.
+pub(crate) const TRANSCODABLE_ALAW: &[&str] = &["PCMA", "PCMU", "G722", "L16", "OPUS"];
+/// The same, µ-law first.
+pub(crate) const TRANSCODABLE_ULAW: &[&str] = &["PCMU", "PCMA", "G722", "L16", "OPUS"];
 
 impl CodecPolicy {
     fn allows(&self, c: &Codec) -> bool {
         match self {
             CodecPolicy::Relay => true,
-            CodecPolicy::Only(names) => {
+            CodecPolicy::Transcode(names) => {
                 names.iter().any(|n| *n == c.name) || c.name == "TELEPHONE-EVENT" || c.name == "CN"
             }
         }
@@ -134,8 +140,9 @@ impl CodecPolicy {
     fn default_offer(&self) -> Vec<&'static str> {
         match self {
             CodecPolicy::Relay => vec!["PCMU", "PCMA", "TELEPHONE-EVENT"],
-            CodecPolicy::Only(names) => {
-                let mut v = names.clone();
+            // The channel's own law first, then the other G.711 law.
+            CodecPolicy::Transcode(names) => {
+                let mut v: Vec<&'static str> = names.iter().copied().take(2).collect();
                 v.push("TELEPHONE-EVENT");
                 v
             }
@@ -154,6 +161,8 @@ pub(crate) struct RemoteMedia {
     pub(crate) payloads: Vec<PayloadBinding>,
     /// Packetization time, if given.
     pub(crate) ptime: Option<u32>,
+    /// `a=fmtp` parameters by payload type.
+    pub(crate) fmtp: Vec<(u8, String)>,
 }
 
 /// Parses the call agent's RemoteConnectionDescriptor (first audio stream).
@@ -218,11 +227,23 @@ pub(crate) fn parse_remote(text: &str) -> Result<RemoteMedia, Error> {
         .get_first_attribute_value("ptime")
         .flatten()
         .and_then(|v| v.trim().parse().ok());
+    let fmtp = media
+        .get_attribute_values("fmtp")
+        .flatten()
+        .filter_map(|v| {
+            let (pt, rest) = v.trim().split_once(char::is_whitespace)?;
+            Some((
+                pt.parse::<u8>().ok().filter(|p| *p < 128)?,
+                rest.trim().to_string(),
+            ))
+        })
+        .collect();
     Ok(RemoteMedia {
         rtp,
         rtcp,
         payloads,
         ptime,
+        fmtp,
     })
 }
 
@@ -414,9 +435,9 @@ mod tests {
     fn negotiation() {
         let r =
             parse_remote("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 18 0 8\r\n").unwrap();
-        let only_a = CodecPolicy::Only(vec!["PCMA"]);
+        let only_a = CodecPolicy::Transcode(TRANSCODABLE_ALAW.to_vec());
         let got = negotiate(&only_a, &[], Some(&r)).unwrap();
-        assert_eq!(got.iter().map(|p| p.pt).collect::<Vec<_>>(), vec![8]);
+        assert_eq!(got.iter().map(|p| p.pt).collect::<Vec<_>>(), vec![0, 8]);
         let only_g729 =
             parse_remote("v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 18\r\n").unwrap();
         assert_eq!(

@@ -118,7 +118,7 @@ impl<M: MediaPlane> Server<M> {
                     self.agent.handle_timeout(Instant::now());
                 }
                 _ = tick.tick() => {
-                    self.core.tick();
+                    self.core.tick_at(Instant::now());
                 }
                 Some(r) = self.reloads.recv() => {
                     if r.call_agents.is_empty() {

@@ -50,6 +50,9 @@ impl MediaPlane for Fake {
             }
             DataplaneCmd::Modify { key, .. } => self.sent.push(format!("modify {}", key.0)),
             DataplaneCmd::Remove { key, .. } => self.sent.push(format!("remove {}", key.0)),
+            DataplaneCmd::Signal {
+                channel, signal, ..
+            } => self.sent.push(format!("signal {channel} {signal:?}")),
         }
         Ok(())
     }
@@ -64,6 +67,8 @@ fn core(ports: usize) -> Core<Fake> {
             default_ptime: 20,
             source_check: SourceCheck::Strict,
             seed: 7,
+            digit_timer_short: std::time::Duration::from_millis(40),
+            digit_timer_long: std::time::Duration::from_millis(160),
         },
         default_endpoints(),
         Fake {
@@ -317,4 +322,160 @@ fn wildcard_dlcx_clears_every_endpoint() {
     assert_eq!(c.connection_count(), 1);
     assert_eq!(exec(&mut c, "DLCX 6 *@gw MGCP 1.0\nC: 9\n").code.0, 250);
     assert_eq!(c.connection_count(), 0);
+}
+
+fn digit(c: &mut Core<Fake>, ch: &str, d: char) {
+    c.on_dataplane_event(DataplaneEvent::Digit {
+        channel: ch.into(),
+        digit: d,
+        origin: mgw_dataplane::DigitOrigin::Tdm,
+    });
+}
+
+#[test]
+fn digits_accumulate_by_digit_map_and_notify_once() {
+    let mut c = core(2);
+    let r = exec(
+        &mut c,
+        "RQNT 1 ds/e1-2/3@gw MGCP 1.0\nX: 77\nD: (1xx|911|0T)\nR: D/[0-9](D)\n",
+    );
+    assert_eq!(r.code.0, 200, "{r:?}");
+    digit(&mut c, "ds/e1-2/3", '9');
+    digit(&mut c, "ds/e1-2/3", '1');
+    assert!(c.poll_outgoing().is_none(), "9 1 is only a partial match");
+    digit(&mut c, "ds/e1-2/3", '1');
+    let n = c.poll_outgoing().expect("911 completes the map");
+    assert_eq!(
+        n.command.params.get(&ParamName::RequestIdentifier),
+        Some("77")
+    );
+    let o = n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert_eq!(o.replace(' ', ""), "d/9,d/1,d/1");
+    // Digits on another channel do not count.
+    digit(&mut c, "ds/e1-1/3", '5');
+    assert!(c.poll_outgoing().is_none());
+}
+
+#[test]
+fn digit_map_timer_completes_a_match() {
+    let mut c = core(2);
+    exec(
+        &mut c,
+        "RQNT 1 ds/e1-2/4@gw MGCP 1.0\nX: 5\nD: (0T|00T)\nR: D/[0-9T](D)\n",
+    );
+    let t0 = std::time::Instant::now();
+    digit(&mut c, "ds/e1-2/4", '0');
+    c.tick_at(t0);
+    assert!(c.poll_outgoing().is_none());
+    // The short timer (40 ms here) fires: "0T" matches.
+    c.tick_at(t0 + std::time::Duration::from_millis(50));
+    let n = c.poll_outgoing().expect("timer completes 0T");
+    assert!(n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("d/0"));
+}
+
+#[test]
+fn signals_go_to_the_channel_and_unknown_ones_are_refused() {
+    let mut c = core(2);
+    assert_eq!(
+        exec(&mut c, "RQNT 1 ds/e1-1/4@gw MGCP 1.0\nX: 1\nS: D/5, D/#\n")
+            .code
+            .0,
+        200
+    );
+    let sent = &c.media_mut().sent;
+    assert!(
+        sent.iter().any(|s| s == "signal ds/e1-1/4 Stop"),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|s| s == "signal ds/e1-1/4 Digits(\"5#\")"),
+        "{sent:?}"
+    );
+    assert_eq!(
+        exec(&mut c, "RQNT 2 ds/e1-1/4@gw MGCP 1.0\nX: 2\nS: G/rt\n")
+            .code
+            .0,
+        200
+    );
+    assert!(c
+        .media_mut()
+        .sent
+        .iter()
+        .any(|s| s.contains("Tone(Ringback)")));
+    // Known but not generated here: 513; unknown: 522; IP endpoints generate nothing.
+    assert_eq!(
+        exec(&mut c, "RQNT 3 ds/e1-1/4@gw MGCP 1.0\nX: 3\nS: T/co1\n")
+            .code
+            .0,
+        513
+    );
+    assert_eq!(
+        exec(&mut c, "RQNT 4 ds/e1-1/4@gw MGCP 1.0\nX: 4\nS: G/zz\n")
+            .code
+            .0,
+        522
+    );
+    assert_eq!(
+        exec(&mut c, "RQNT 5 rtpbridge/1@gw MGCP 1.0\nX: 5\nS: G/rt\n")
+            .code
+            .0,
+        513
+    );
+    // A finished timed signal is G/oc when requested.
+    assert_eq!(
+        exec(
+            &mut c,
+            "RQNT 6 ds/e1-1/4@gw MGCP 1.0\nX: 6\nR: G/oc\nS: D/1\n"
+        )
+        .code
+        .0,
+        200
+    );
+    c.on_dataplane_event(DataplaneEvent::SignalDone {
+        channel: "ds/e1-1/4".into(),
+    });
+    let n = c.poll_outgoing().expect("G/oc");
+    assert!(n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("g/oc"));
+}
+
+#[test]
+fn tdm_connections_name_their_channel_and_transcode() {
+    let mut c = core(4);
+    // PCMU on an A-law E1 channel is fine now: the engine transcodes.
+    let r = exec(
+        &mut c,
+        "CRCX 1 ds/e1-1/9@gw MGCP 1.0\nC: 1\nM: sendrecv\n\nv=0\nc=IN IP4 127.0.0.1\nm=audio 4000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-15\n",
+    );
+    assert_eq!(r.code.0, 200, "{r:?}");
+    assert!(r.sdp.as_deref().unwrap().contains("RTP/AVP 0 101"));
+    // Without a remote description the channel's own law is offered first.
+    let r = exec(&mut c, "CRCX 2 ds/e1-1/10@gw MGCP 1.0\nC: 1\nM: recvonly\n");
+    assert!(
+        r.sdp.as_deref().unwrap().contains("RTP/AVP 8 0 "),
+        "{:?}",
+        r.sdp
+    );
+    // A codec the engine cannot carry is 534.
+    let r = exec(
+        &mut c,
+        "CRCX 3 ds/e1-1/11@gw MGCP 1.0\nC: 1\nM: recvonly\nL: a:G729\n",
+    );
+    assert_eq!(r.code.0, 534);
 }

@@ -121,11 +121,77 @@ pub struct ConnSpec {
     pub rtp_timeout: Option<Duration>,
     /// Statistics shared with the control plane.
     pub counters: Arc<ConnCounters>,
+    /// The TDM channel this connection terminates on, by endpoint local name
+    /// (`ds/e1-1/7`, `aaln/1`). `Some`: the connection's media is decoded into and encoded
+    /// from that channel (transcoding, jitter buffer, DTMF). `None`: it is relayed RTP-to-RTP
+    /// within its group.
+    pub channel: Option<String>,
+    /// Packetization period of our outgoing media, ms (10..=60; TDM connections).
+    pub ptime_ms: u32,
+    /// `a=fmtp` parameters the remote gave, by payload type (e.g. Opus options).
+    pub fmtp: Vec<(u8, String)>,
+    /// How DTMF is sent toward this connection's remote (TDM connections).
+    pub dtmf: DtmfMode,
+}
+
+/// How DTMF reaches the IP side of a TDM connection.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum DtmfMode {
+    /// RFC 4733 telephone-events when negotiated, else in-band audio.
+    #[default]
+    Auto,
+    /// In-band audio only.
+    InBand,
+    /// RFC 4733 only (in-band digits muted); falls back to in-band when not negotiated.
+    Rfc4733,
+}
+
+/// A call-progress tone (RFC 3660 signal names in brackets).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ToneKind {
+    /// Dial tone (L/dl).
+    Dial,
+    /// Ringback (G/rt, L/rt).
+    Ringback,
+    /// Busy (L/bz).
+    Busy,
+    /// Congestion / reorder (G/cg, L/ro).
+    Congestion,
+    /// Call waiting (L/wt).
+    CallWaiting,
+    /// Stutter dial (L/sl).
+    StutterDial,
+    /// Confirmation (G/cf, L/cf).
+    Confirmation,
+}
+
+/// A signal played on a TDM channel, toward the line (the telephone side).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ChannelSignal {
+    /// DTMF digits (`0-9 * # A-D`), timed.
+    Digits(String),
+    /// A call-progress tone; timed tones end with [`DataplaneEvent::SignalDone`].
+    Tone(ToneKind),
+    /// Stop whatever is playing.
+    Stop,
+}
+
+/// Where a detected digit came from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DigitOrigin {
+    /// In-band, on the TDM side.
+    Tdm,
+    /// An RFC 4733 telephone-event from an IP connection.
+    Rfc4733,
 }
 
 /// A change to an existing connection. `None` fields are left as they are.
 #[derive(Debug, Default)]
 pub struct ConnUpdate {
+    /// New packetization period (TDM connections).
+    pub ptime_ms: Option<u32>,
+    /// New `a=fmtp` parameters.
+    pub fmtp: Option<Vec<(u8, String)>>,
     /// New mode.
     pub mode: Option<Mode>,
     /// New remote RTP address.
@@ -152,6 +218,15 @@ pub enum DataplaneCmd {
         /// What changes.
         update: Box<ConnUpdate>,
     },
+    /// Play (or stop) a signal on a TDM channel.
+    Signal {
+        /// The channel's group (routes the command).
+        group: GroupId,
+        /// Endpoint local name of the channel (`ds/e1-1/7`).
+        channel: String,
+        /// What to play.
+        signal: ChannelSignal,
+    },
     /// Stop a connection and close its sockets. A [`DataplaneEvent::Removed`] follows.
     Remove {
         /// Which.
@@ -173,6 +248,20 @@ pub enum DataplaneEvent {
     RtpTimeout {
         /// Which connection.
         key: ConnKey,
+    },
+    /// A DTMF digit began on a TDM channel (D/x).
+    Digit {
+        /// Endpoint local name of the channel.
+        channel: String,
+        /// The digit (`0-9 * # A-D`).
+        digit: char,
+        /// In-band on the line, or RFC 4733 from IP.
+        origin: DigitOrigin,
+    },
+    /// A timed signal finished playing on a TDM channel (G/oc).
+    SignalDone {
+        /// Endpoint local name of the channel.
+        channel: String,
     },
     /// A connection has been removed and its sockets closed (its ports may be reused).
     Removed {
@@ -289,6 +378,10 @@ pub struct DataplaneConfig {
     pub cmd_capacity: usize,
     /// Capacity of the shared event channel.
     pub event_capacity: usize,
+    /// TDM spans and channels the workers run (`None`: no TDM channels).
+    pub tdm: Option<mgw_tdm::TdmConfig>,
+    /// Tone plan for call-progress signals: `etsi` or `north-america`.
+    pub tone_set: String,
 }
 
 impl Default for DataplaneConfig {
@@ -299,6 +392,8 @@ impl Default for DataplaneConfig {
             backend: BackendChoice::Auto,
             cmd_capacity: 4096,
             event_capacity: 16384,
+            tdm: None,
+            tone_set: "etsi".into(),
         }
     }
 }

@@ -137,6 +137,10 @@ impl EpollWorker {
                 }
             }
             DataplaneCmd::Remove { key, .. } => self.remove(key),
+            // TDM channels are not run by the workers yet (being integrated).
+            DataplaneCmd::Signal { channel, .. } => {
+                tracing::debug!(%channel, "signal for a channel this worker does not run");
+            }
         }
     }
 

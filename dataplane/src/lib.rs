@@ -121,7 +121,9 @@ impl std::fmt::Debug for Dataplane {
 fn cmd_group(cmd: &DataplaneCmd) -> GroupId {
     match cmd {
         DataplaneCmd::Add(spec) => spec.group,
-        DataplaneCmd::Modify { group, .. } | DataplaneCmd::Remove { group, .. } => *group,
+        DataplaneCmd::Modify { group, .. }
+        | DataplaneCmd::Remove { group, .. }
+        | DataplaneCmd::Signal { group, .. } => *group,
     }
 }
 

@@ -51,14 +51,15 @@ wait_for_log() {
     return 1
 }
 
-# free_range COUNT : prints LOW (even) such that 127.0.0.1 UDP ports LOW..LOW+COUNT-1 are free
-# now. Different calls are kept apart (each picks at random in 20000-60000).
+# free_range COUNT [MIN MAX] : prints LOW (even) such that 127.0.0.1 UDP ports LOW..LOW+COUNT-1
+# are free now, picked at random within MIN..MAX (default 40000..60000). The load generator's
+# ports come from 20000..39999 so that no system's port range can overlap them.
 free_range() {
-    python3 - "$1" <<'PY'
+    python3 - "$1" "${2:-40000}" "${3:-60000}" <<'PY'
 import random, socket, sys
-count = int(sys.argv[1])
+count, lo, hi = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 for _ in range(300):
-    low = random.randrange(20000, 60000 - count) & ~1
+    low = random.randrange(lo, hi - count) & ~1
     socks = []
     try:
         for p in range(low, low + count):
@@ -137,12 +138,18 @@ start_mgw() {
 }
 
 # start_osmo MGCP_PORT RTP_LOW RTP_HIGH LOG : osmo-mgw on SYS_CPU with 64 rtpbridge endpoints.
-# (osmo-mgw also opens its VTY on 127.0.0.1:4243 and CTRL on 127.0.0.1:4267.)
+# osmo-mgw also opens its VTY (TCP 4243) and CTRL (TCP 4267) interfaces; their ports are fixed,
+# so they are bound to a random 127.x.y.z address, out of the way of any other osmo-mgw.
 start_osmo() {
     local mport=$1 low=$2 high=$3 logf=$4
+    local vaddr="127.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1)).$((RANDOM % 250 + 1))"
     cat >"$WORK/osmo-mgw.cfg" <<EOF
 log stderr
  logging level set-all error
+line vty
+ bind $vaddr
+ctrl
+ bind $vaddr
 mgcp
  domain mgw
  bind ip 127.0.0.1
@@ -154,7 +161,14 @@ mgcp
 EOF
     spawn "$logf" taskset -c "$SYS_CPU" osmo-mgw -c "$WORK/osmo-mgw.cfg"
     SYS_PID=$LAST_PID
-    wait_for_log "$logf" "Configured for MGCP" 10 "$SYS_PID"
+    local i
+    for i in $(seq 1 100); do
+        ss -lun 2>/dev/null | grep -q "127.0.0.1:$mport " && return 0
+        kill -0 "$SYS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "osmo-mgw did not start:"; tail -n 20 "$logf" >&2
+    return 1
 }
 
 # start_rtpengine NG_PORT RTP_LOW RTP_HIGH LOG : userspace rtpengine, one thread, on SYS_CPU.

@@ -48,7 +48,7 @@ build_tools || exit 1
 BLAST="$WORK/bin/rtpblast"
 
 # Generator ports: PA = gen + 4i, PB = gen + 4i + 2.
-gen=$(free_range $((4 * bridges))) || exit 1
+gen=$(free_range $((4 * bridges)) 20000 39999) || exit 1
 direct_map="$WORK/direct.map"
 for ((i = 0; i < bridges; i++)); do
     echo "$((gen + 4 * i)) $((gen + 4 * i + 2)) $((2 * i + 1))"
@@ -93,18 +93,18 @@ set_up() {
     low=$(free_range 1000) || return 1
     case "$s" in
         mgw-io_uring|mgw-epoll)
-            mport=$(free_range 2) && caport=$((mport + 1))
+            mport=$(free_range 2 61000 65000) && caport=$((mport + 1))
             start_ca "$caport"
             start_mgw "${s#mgw-}" "$mport" "$caport" "$low" "$((low + 999))" "$WORK/$s.log" || return 1
             python3 "$BENCH_DIR/mgcp_bridges.py" setup --gw "127.0.0.1:$mport" --domain mgw \
                 --bridges "$bridges" --ports "$gen" --map "$WORK/$s.map" ;;
         osmo-mgw)
-            mport=$(free_range 2)
+            mport=$(free_range 2 61000 65000)
             start_osmo "$mport" "$low" "$((low + 999))" "$WORK/$s.log" || return 1
             python3 "$BENCH_DIR/mgcp_bridges.py" setup --gw "127.0.0.1:$mport" --domain mgw --hex \
                 --bridges "$bridges" --ports "$gen" --map "$WORK/$s.map" ;;
         rtpengine)
-            ng=$(free_range 2)
+            ng=$(free_range 2 61000 65000)
             start_rtpengine "$ng" "$low" "$((low + 999))" "$WORK/$s.log" || return 1
             python3 "$BENCH_DIR/ng_bridges.py" --ng "127.0.0.1:$ng" --bridges "$bridges" --ports "$gen" \
                 --map "$WORK/$s.map" ;;
@@ -138,11 +138,14 @@ for s in $ordered; do
         MGW_RATE=$RATE
         delay_rate=$((RATE * 70 / 100))
     fi
-    if [ "$delay_rate" -gt 0 ]; then
+    if ! kill -0 "$SYS_PID" 2>/dev/null; then STATUS[$s]="exited during the run"; else STATUS[$s]=ok; fi
+    stop_pid "$SYS_PID"; stop_pid "$CA_PID"
+    # The delay trial runs on a fresh instance: overload during the search can leave a
+    # system in a state (queues, learned addresses) that is not what we want to time.
+    if [ "$delay_rate" -gt 0 ] && set_up "$s"; then
         one_trial "$s" "$WORK/$s.map" "$delay_rate"
         P99S[$s]=$P99 LOSTS[$s]=$LOST
     fi
-    if ! kill -0 "$SYS_PID" 2>/dev/null; then STATUS[$s]="exited during the run"; else STATUS[$s]=ok; fi
     stop_pid "$SYS_PID"; stop_pid "$CA_PID"
 done
 base_p99="?"

@@ -343,8 +343,10 @@ static struct result run_trial(double rate, double duration) {
 }
 
 static int report(double rate, const struct result *r) {
-    /* A trial passes with zero loss and when the generator kept its schedule (1 %). */
-    int gen_ok = r->achieved_pps >= rate * 0.99;
+    /* A trial passes with zero loss and when the generator kept its schedule: sending the
+       whole trial took at most 3 % longer than planned (short preemptions by other load on
+       the generator's core are caught up; a saturated generator falls further behind). */
+    int gen_ok = r->achieved_pps >= rate * 0.97;
     int pass = r->lost == 0 && r->misrouted == 0 && gen_ok;
     printf("trial rate=%.0f sent=%" PRIu64 " received=%" PRIu64 " lost=%" PRIu64
            " reordered=%" PRIu64 " dup=%" PRIu64 " misrouted=%" PRIu64

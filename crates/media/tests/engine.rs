@@ -85,7 +85,9 @@ fn detect_digits(x: &[i16]) -> String {
 }
 
 fn digits(s: &str) -> Vec<DtmfDigit> {
-    s.chars().map(|c| DtmfDigit::from_char(c).unwrap()).collect()
+    s.chars()
+        .map(|c| DtmfDigit::from_char(c).unwrap())
+        .collect()
 }
 
 /// Longest run of exactly-zero samples in `x`.
@@ -276,7 +278,14 @@ impl Peer {
         let pcm = sine(rate, self.freq, 10_000.0, self.pos, self.ptime_samples);
         let mut payload = vec![0u8; 4000];
         let n = self.codec.encoder.encode(&pcm, &mut payload).unwrap();
-        let p = rtp(self.pt, self.seq, self.ts, self.ssrc, self.pos == 0, &payload[..n]);
+        let p = rtp(
+            self.pt,
+            self.seq,
+            self.ts,
+            self.ssrc,
+            self.pos == 0,
+            &payload[..n],
+        );
         self.pos += self.ptime_samples;
         self.seq = self.seq.wrapping_add(1);
         self.ts = self.ts.wrapping_add(self.ts_step);
@@ -329,22 +338,28 @@ fn tone_through_pcmu_pcma_and_opus() {
     println!("PCMU → TDM: {f:.2} Hz, SNR {snr:.1} dB");
     assert!((f - 1000.0).abs() < 0.5, "{f}");
     assert!(snr > 30.0, "{snr}");
-    assert!(sim
-        .events
-        .contains(&EngineEvent::MediaStart { id: 1 }));
+    assert!(sim.events.contains(&EngineEvent::MediaStart { id: 1 }));
     let st = sim.eng.stats(1).unwrap();
-    assert_eq!(st.packets_in, ticks);
-    assert_eq!((st.jitter.lost, st.jitter.late, st.decode_errors), (0, 0, 0));
+    // The last packet is still in flight.
+    assert_eq!(st.packets_in, ticks - 1);
+    assert_eq!(
+        (st.jitter.lost, st.jitter.late, st.decode_errors),
+        (0, 0, 0)
+    );
 
     // TDM → PCMA on connection 2.
     let pcma = sim.sent_on(2, 8);
     assert_eq!(pcma.len() as u64, ticks);
     check_stream(&pcma, 0xB, 160);
-    assert_eq!((pcma[0].header.sequence, pcma[0].header.timestamp), (5000, 1_000_000));
+    assert_eq!(
+        (pcma[0].header.sequence, pcma[0].header.timestamp),
+        (5000, 1_000_000)
+    );
     let audio = decode_all(CodecKind::Pcma, &CodecConfig::default(), &pcma);
     let (f, snr) = tone_quality(&audio[800..], 8000.0, 550.0, 650.0);
     println!("TDM → PCMA: {f:.2} Hz, SNR {snr:.1} dB");
-    assert!((f - 600.0).abs() < 0.5 && snr > 30.0, "{f} {snr}");
+    // Measured 39.3 dB.
+    assert!((f - 600.0).abs() < 0.5 && snr > 36.0, "{f} {snr}");
 
     // TDM → Opus on connection 3: 48 kHz RTP clock.
     let opus = sim.sent_on(3, 111);
@@ -353,9 +368,10 @@ fn tone_through_pcmu_pcma_and_opus() {
     let audio = decode_all(CodecKind::Opus, &CodecConfig::default(), &opus);
     let (f, snr) = tone_quality(&audio[1600..], 8000.0, 550.0, 650.0);
     println!("TDM → Opus: {f:.2} Hz, SNR {snr:.1} dB");
-    assert!((f - 600.0).abs() < 1.0 && snr > 12.0, "{f} {snr}");
-    // Nothing but audio was sent.
-    assert_eq!(sim.sent.len() as u64, 2 * ticks);
+    // Measured 29.9 dB (8 kHz, 24 kbit/s, complexity 5).
+    assert!((f - 600.0).abs() < 1.0 && snr > 26.0, "{f} {snr}");
+    // Nothing but audio was sent (connection 1 sends the TDM tone too).
+    assert_eq!(sim.sent.len() as u64, 3 * ticks);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -377,8 +393,8 @@ fn loss_reorder_and_duplicates_stay_continuous() {
         if rng.chance(0.05) {
             dropped += 1;
         } else {
-            // 5–25 ms delay: consecutive packets overtake each other now and then.
-            let arr = send_us + 5_000 + rng.below(20_000);
+            // 5–45 ms delay: consecutive packets overtake each other now and then.
+            let arr = send_us + 5_000 + rng.below(40_000);
             if rng.chance(0.05) {
                 dups += 1;
                 sim.deliver(arr + rng.below(10_000), 7, pkt.clone());
@@ -395,14 +411,20 @@ fn loss_reorder_and_duplicates_stay_continuous() {
     assert!(j.lost + j.late >= dropped, "{j:?}");
     assert!(j.lost + j.late <= dropped + 60, "{j:?}");
     assert!(st.concealed_frames >= dropped, "{st:?}");
-    assert_eq!(st.packets_in, ticks - dropped + dups);
+    // All but what is still in flight at the end.
+    let delivered = ticks - dropped + dups;
+    assert!(
+        st.packets_in <= delivered && st.packets_in + 3 >= delivered,
+        "{st:?}"
+    );
     // Continuous audio: a 440 Hz sine at 8 kHz never has two zero samples in a row, and
     // concealment covers every single loss, so no gap appears after the start.
     let first = sim.out.iter().position(|&s| s != 0).unwrap();
     let body = &sim.out[first..sim.out.len() - 800];
     let run = longest_zero_run(body);
     assert!(run <= 2, "zero run of {run} samples");
-    // And the tone is still the tone.
+    // And the tone is still the tone. The SNR is low because one sine is fitted to all
+    // 30 s: every frame the jitter buffer drops or inserts to adapt shifts the phase.
     let (f, snr) = tone_quality(body, 8000.0, 430.0, 450.0);
     println!("440 Hz through 5 % loss: {f:.2} Hz, SNR {snr:.1} dB");
     assert!((f - 440.0).abs() < 0.5 && snr > 10.0, "{f} {snr}");
@@ -470,7 +492,10 @@ fn dtmf_from_tdm_goes_out_as_rfc4733_and_inband() {
         })
         .collect();
     assert_eq!(durations.len(), 4);
-    assert!(durations.iter().all(|d| (85..=115).contains(d)), "{durations:?}");
+    assert!(
+        durations.iter().all(|d| (85..=115).contains(d)),
+        "{durations:?}"
+    );
 
     // RFC 4733 on connection 1: one group per digit.
     let ev = sim.sent_on(1, 101);
@@ -485,7 +510,11 @@ fn dtmf_from_tdm_goes_out_as_rfc4733_and_inband() {
         assert!(ends.iter().all(|b| b.duration == ends[0].duration));
         let d = ends[0].duration;
         assert!((680..=920).contains(&d), "duration {d}");
-        let updates: Vec<u16> = g.iter().filter(|(_, b)| !b.end).map(|(_, b)| b.duration).collect();
+        let updates: Vec<u16> = g
+            .iter()
+            .filter(|(_, b)| !b.end)
+            .map(|(_, b)| b.duration)
+            .collect();
         assert!(updates.len() >= 3);
         assert!(updates.windows(2).all(|w| w[1] > w[0]), "{updates:?}");
         assert!(g.last().unwrap().1.end);
@@ -532,10 +561,20 @@ fn rfc4733_in_is_played_inband_to_tdm() {
             let ev_ts = 160 * start as u32;
             if (start..start + 6).contains(&k) {
                 let dur = 160 * (k - start + 1) as u16;
-                let b = EventBlock { event: d.event_code(), end: false, volume: 10, duration: dur };
+                let b = EventBlock {
+                    event: d.event_code(),
+                    end: false,
+                    volume: 10,
+                    duration: dur,
+                };
                 event_pkts.push(rtp(101, 0, ev_ts, ssrc, k == start, &b.to_bytes().unwrap()));
             } else if (start + 6..start + 9).contains(&k) {
-                let b = EventBlock { event: d.event_code(), end: true, volume: 10, duration: 960 };
+                let b = EventBlock {
+                    event: d.event_code(),
+                    end: true,
+                    volume: 10,
+                    duration: 960,
+                };
                 event_pkts.push(rtp(101, 0, ev_ts, ssrc, false, &b.to_bytes().unwrap()));
             }
         }
@@ -622,7 +661,13 @@ fn ringback_cadence_and_dtmf_signal() {
     let runs_ms: Vec<(bool, usize)> = runs.iter().map(|&(b, n)| (b, n * 10)).collect();
     assert_eq!(
         runs_ms,
-        vec![(true, 1000), (false, 4000), (true, 1000), (false, 4000), (true, 1000)]
+        vec![
+            (true, 1000),
+            (false, 4000),
+            (true, 1000),
+            (false, 4000),
+            (true, 1000)
+        ]
     );
     let (f, snr) = tone_quality(&sim.out[800..7200], 8000.0, 400.0, 450.0);
     println!("ringback: {f:.2} Hz, SNR {snr:.1} dB");
@@ -648,7 +693,10 @@ fn ringback_cadence_and_dtmf_signal() {
     assert_eq!(detect_digits(&sim.out[start..]), "42");
     assert!(sim.events.contains(&EngineEvent::SignalDone));
     assert!(!sim.eng.signal_active());
-    let ip: Vec<Sent> = sim.sent[sent_before..].iter().map(|(_, s)| s.clone()).collect();
+    let ip: Vec<Sent> = sim.sent[sent_before..]
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect();
     let audio = decode_all(CodecKind::Pcmu, &CodecConfig::default(), &ip);
     assert_eq!(detect_digits(&audio), "42");
     // After the signal: silence.
@@ -690,7 +738,16 @@ fn round_trip(kind: CodecKind, pt: u8, ptime: u32, codec_config: CodecConfig) ->
         // Echo every packet back 3 ms later (a network loop).
         let echoed: Vec<Vec<u8>> = sim.sent[before..]
             .iter()
-            .map(|(_, s)| rtp(s.header.payload_type, s.header.sequence, s.header.timestamp, 0xFEED, s.header.marker, &s.payload))
+            .map(|(_, s)| {
+                rtp(
+                    s.header.payload_type,
+                    s.header.sequence,
+                    s.header.timestamp,
+                    0xFEED,
+                    s.header.marker,
+                    &s.payload,
+                )
+            })
             .collect();
         for e in echoed {
             sim.deliver(k * TICK_US + 3_000, 1, e);
@@ -701,14 +758,25 @@ fn round_trip(kind: CodecKind, pt: u8, ptime: u32, codec_config: CodecConfig) ->
     let samples = rate * ptime / 1000;
     let ts_step = kind.rtp_ticks(samples, rate);
     check_stream(&pkts, 0x5EC0, ts_step);
-    assert_eq!(pkts.len() as u64, ticks * 20 / u64::from(ptime), "{kind:?} {ptime}");
+    assert_eq!(
+        pkts.len() as u64,
+        ticks * 20 / u64::from(ptime),
+        "{kind:?} {ptime}"
+    );
     let st = sim.eng.stats(1).unwrap();
-    assert_eq!((st.decode_errors, st.jitter.lost, st.rx_ptime_changes), (0, 0, 0), "{st:?}");
+    assert_eq!(
+        (st.decode_errors, st.jitter.lost, st.rx_ptime_changes),
+        (0, 0, 0),
+        "{st:?}"
+    );
     assert_eq!(st.rx_ptime_ms, ptime);
     let body = &sim.out[sim.out.len() - 8000..];
     assert!(longest_zero_run(body) <= 2, "{kind:?} {ptime}");
     let (f, snr) = tone_quality(body, 8000.0, 950.0, 1050.0);
-    println!("{kind:?} ptime {ptime} ms: {} bytes/packet, {f:.2} Hz, SNR {snr:.1} dB", pkts[1].payload.len());
+    println!(
+        "{kind:?} ptime {ptime} ms: {} bytes/packet, {f:.2} Hz, SNR {snr:.1} dB",
+        pkts[1].payload.len()
+    );
     (f, snr)
 }
 
@@ -797,9 +865,10 @@ fn one_hour_with_sender_clock_100ppm_fast() {
             sim.eng.on_rtp(1, at, &pkt);
             sent += 1;
         }
-        sim.eng.tick(sim.at(now_us), &[0; FRAME], &mut out, &mut |_, _| {
-            panic!("recvonly sends nothing")
-        });
+        sim.eng
+            .tick(sim.at(now_us), &[0; FRAME], &mut out, &mut |_, _| {
+                panic!("recvonly sends nothing")
+            });
         started |= out.iter().any(|&s| s != 0);
         if started && longest_zero_run(&out) > 2 {
             zero_frames_after_start += 1;
@@ -817,7 +886,10 @@ fn one_hour_with_sender_clock_100ppm_fast() {
     assert!(max_delay < 100.0, "delay grew to {max_delay} ms");
     assert!(max_buffered <= 8, "{max_buffered}");
     assert_eq!(s.fifo_overflow, 0);
-    assert!(zero_frames_after_start <= 25, "{zero_frames_after_start} frames with gaps");
+    assert!(
+        zero_frames_after_start <= 25,
+        "{zero_frames_after_start} frames with gaps"
+    );
     assert_eq!(s.jitter.resyncs, 0);
 }
 
@@ -855,10 +927,17 @@ fn modify_keeps_ssrc_sequence_and_timestamp() {
     assert_eq!(first_opus.ssrc, 0x4444);
     assert_eq!(first_opus.sequence, last_pcmu.sequence.wrapping_add(1));
     assert!(first_opus.marker);
-    // 6 frames (120 ms) after the last PCMU packet: 960 at 8 kHz, then at 48 kHz.
-    assert_eq!(first_opus.timestamp, last_pcmu.timestamp.wrapping_add(160 * 6 * 6 - 160 * 5));
+    // 6 frames (120 ms) after the last PCMU packet on the 8 kHz clock; from there on the
+    // 48 kHz clock.
+    assert_eq!(
+        first_opus.timestamp,
+        last_pcmu.timestamp.wrapping_add(160 * 6)
+    );
     assert_eq!(first_opus.payload_type, 111);
-    assert_eq!(all[11].header.timestamp, first_opus.timestamp.wrapping_add(960));
+    assert_eq!(
+        all[11].header.timestamp,
+        first_opus.timestamp.wrapping_add(960)
+    );
     assert_eq!(
         sim.eng.modify_connection(99, conn(CodecKind::Pcmu, 0, 1)),
         Err(mgw_media::engine::EngineError::UnknownConnection(99))
@@ -913,7 +992,11 @@ fn network_loopback_conference_and_circuit_loopback() {
         sim.step(&sine(8000, 300.0, 5000.0, k as usize * FRAME, FRAME));
     }
     let heard = |sim: &Sim, id: u32| {
-        decode_all(CodecKind::L16 { rate: 8000 }, &CodecConfig::default(), &sim.sent_on(id, 96))
+        decode_all(
+            CodecKind::L16 { rate: 8000 },
+            &CodecConfig::default(),
+            &sim.sent_on(id, 96),
+        )
     };
     let power = |x: &[i16], f: f64| fit(&x[4000..], 8000.0, f).0;
     let c1 = heard(&sim, 1);
@@ -980,7 +1063,8 @@ fn hostile_packets_are_counted_not_fatal() {
             let mut pkt: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
             if len >= 2 && rng.chance(0.7) {
                 pkt[0] = 0x80;
-                pkt[1] = [0u8, 9, 13, 101, 111, 5][rng.below(6) as usize] | ((rng.next() as u8) & 0x80);
+                pkt[1] =
+                    [0u8, 9, 13, 101, 111, 5][rng.below(6) as usize] | ((rng.next() as u8) & 0x80);
             }
             let id = 1 + rng.below(3) as u32;
             sim.deliver(k * TICK_US + rng.below(20_000), id, pkt);

@@ -36,7 +36,10 @@ fn load(gw: &Gateway, ca: &str, extra: &[&str]) -> (i32, Value, String) {
         "--deadline",
         "15",
     ];
-    let (j, s) = (json.to_string_lossy().to_string(), svg.to_string_lossy().to_string());
+    let (j, s) = (
+        json.to_string_lossy().to_string(),
+        svg.to_string_lossy().to_string(),
+    );
     args.extend_from_slice(&["--json", &j, "--svg", &s]);
     args.extend_from_slice(extra);
     let t0 = Instant::now();
@@ -44,7 +47,10 @@ fn load(gw: &Gateway, ca: &str, extra: &[&str]) -> (i32, Value, String) {
         .args(&args)
         .output()
         .expect("run mgw load");
-    assert!(t0.elapsed() < Duration::from_secs(18), "mgw load took too long");
+    assert!(
+        t0.elapsed() < Duration::from_secs(18),
+        "mgw load took too long"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap_or_else(|e| {
         panic!(
@@ -99,7 +105,10 @@ fn check_clean_run(code: i32, r: &Value, stdout: &str, codec: &str) {
     assert_eq!((u(&crcx["count"]), u(&crcx["ok"])), (8, 8), "{crcx}");
     assert_eq!((u(&dlcx["count"]), u(&dlcx["ok"])), (8, 8), "{dlcx}");
     assert!(f(&crcx["latency_ms"]["p99"]) > 0.0);
-    assert!(r["mgcp"]["failures"].as_array().expect("failures").is_empty());
+    assert!(r["mgcp"]["failures"]
+        .as_array()
+        .expect("failures")
+        .is_empty());
     // Per call: both directions with audio that decodes back to the tone, and the
     // gateway's own counters from the DLCX response.
     let calls = r["calls"].as_array().expect("calls");
@@ -123,7 +132,10 @@ fn check_clean_run(code: i32, r: &Value, stdout: &str, codec: &str) {
     // The timeline has one point per second with traffic.
     let tl = r["timeline"].as_array().expect("timeline");
     assert!(tl.iter().any(|p| u(&p["pps"]) > 0), "{tl:?}");
-    assert!(!r["delay_histogram"].as_array().expect("histogram").is_empty());
+    assert!(!r["delay_histogram"]
+        .as_array()
+        .expect("histogram")
+        .is_empty());
 }
 
 #[test]
@@ -135,7 +147,9 @@ fn load_bridge_and_tdm_against_mgw() {
     let (code, r, out) = load(
         &gw,
         &ca,
-        &["--calls", "4", "--rate", "10", "--hold", "2", "--mode", "bridge"],
+        &[
+            "--calls", "4", "--rate", "10", "--hold", "2", "--mode", "bridge",
+        ],
     );
     check_clean_run(code, &r, &out, "PCMU");
     // The gateway's start-up RSIP reached the load tool (it retransmits until answered)
@@ -146,8 +160,18 @@ fn load_bridge_and_tdm_against_mgw() {
         &gw,
         &ca,
         &[
-            "--calls", "4", "--rate", "10", "--hold", "2", "--mode", "tdm", "--codec-a", "PCMA",
-            "--codec-b", "PCMA",
+            "--calls",
+            "4",
+            "--rate",
+            "10",
+            "--hold",
+            "2",
+            "--mode",
+            "tdm",
+            "--codec-a",
+            "PCMA",
+            "--codec-b",
+            "PCMA",
         ],
     );
     check_clean_run(code, &r, &out, "PCMA");
@@ -158,7 +182,10 @@ fn load_bridge_and_tdm_against_mgw() {
         .flat_map(|c| c["legs"].as_array().unwrap().iter())
         .filter_map(|l| l["endpoint"].as_str())
         .collect();
-    assert!(eps.contains(&"ds/e1-1/1@mgw") && eps.contains(&"ds/e1-2/1@mgw"), "{eps:?}");
+    assert!(
+        eps.contains(&"ds/e1-1/1@mgw") && eps.contains(&"ds/e1-2/1@mgw"),
+        "{eps:?}"
+    );
 }
 
 #[test]
@@ -170,7 +197,9 @@ fn load_reports_failures_and_exits_non_zero() {
     let (code, r, out) = load(
         &gw,
         &ca,
-        &["--calls", "2", "--rate", "20", "--hold", "1", "--mode", "tdm"],
+        &[
+            "--calls", "2", "--rate", "20", "--hold", "1", "--mode", "tdm",
+        ],
     );
     assert_eq!(code, 1, "{out}");
     assert_eq!(u(&r["summary"]["calls_failed"]), 2);
@@ -182,7 +211,18 @@ fn load_reports_failures_and_exits_non_zero() {
     let (code, _, out) = load(
         &gw,
         &ca,
-        &["--calls", "2", "--rate", "20", "--hold", "1", "--mode", "tdm", "--max-failures", "2"],
+        &[
+            "--calls",
+            "2",
+            "--rate",
+            "20",
+            "--hold",
+            "1",
+            "--mode",
+            "tdm",
+            "--max-failures",
+            "2",
+        ],
     );
     assert_eq!(code, 0, "{out}");
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use super::dsp::{DualTone, Noise, PcmFifo};
 use super::params::{
-    ConnMediaStats, ConnParams, DigitSource, DtmfTransport, EngineConfig, EngineError,
-    EngineEvent,
+    ConnMediaStats, ConnParams, DigitSource, DtmfTransport, EngineConfig, EngineError, EngineEvent,
+    JitterSettings,
 };
 use super::rtp::{RtpHeader, HEADER_LEN};
 use super::EventQueue;
@@ -97,9 +97,13 @@ pub(super) struct Conn {
     stats: ConnMediaStats,
 }
 
-fn jitter_config(cfg: &EngineConfig, clock: u32, ptime_ms: u32, max_payload: usize) -> JitterConfig {
+fn jitter_config(
+    s: &JitterSettings,
+    clock: u32,
+    ptime_ms: u32,
+    max_payload: usize,
+) -> JitterConfig {
     let mut jc = JitterConfig::new(clock, ptime_ms);
-    let s = cfg.jitter;
     jc.min_delay_ms = s.min_delay_ms;
     jc.max_delay_ms = s.max_delay_ms.max(s.min_delay_ms);
     jc.initial_delay_ms = s.initial_delay_ms;
@@ -140,7 +144,12 @@ impl Conn {
         let ratio = audio_rate as usize / 8000;
         let ptime = params.ptime_ms as usize;
         let max_payload = max_rx_payload(&codec, audio_rate, params.ptime_ms);
-        let jb = JitterBuffer::new(jitter_config(cfg, clock, params.ptime_ms, max_payload));
+        let jb = JitterBuffer::new(jitter_config(
+            &cfg.jitter,
+            clock,
+            params.ptime_ms,
+            max_payload,
+        ));
         let plc = (!codec.decoder.has_native_plc()).then(|| Plc::new(audio_rate));
         let wide = audio_rate == 16000;
         let max_dec = audio_rate as usize * MAX_PTIME_MS / 1000;
@@ -263,13 +272,18 @@ impl Conn {
     pub(super) fn stats(&self) -> ConnMediaStats {
         let mut s = self.stats;
         s.jitter = self.jb.stats();
+        // Telephone-event packets share the sequence space; the jitter buffer, which sees
+        // only audio and CN, counts their numbers as lost.
+        s.jitter.lost = s.jitter.lost.saturating_sub(s.events_in);
         s.rx_ptime_ms = self.rx_ptime_ms;
         s
     }
 
     /// RTP timestamp of engine position `pos` (8 kHz samples).
     fn ts_at(&self, pos: u64) -> u32 {
-        let ticks = pos.saturating_sub(self.pos_origin).wrapping_mul(self.clock_k);
+        let ticks = pos
+            .saturating_sub(self.pos_origin)
+            .wrapping_mul(self.clock_k);
         // RTP timestamps are modulo 2^32.
         self.ts_origin.wrapping_add(ticks as u32)
     }
@@ -277,7 +291,13 @@ impl Conn {
     // ----------------------------------------------------------------------------------
     // IP → engine
 
-    pub(super) fn on_rtp(&mut self, now: Instant, now8: u64, packet: &[u8], events: &mut EventQueue) {
+    pub(super) fn on_rtp(
+        &mut self,
+        now: Instant,
+        now8: u64,
+        packet: &[u8],
+        events: &mut EventQueue,
+    ) {
         let Ok((h, payload)) = RtpHeader::parse(packet) else {
             self.stats.malformed += 1;
             return;
@@ -338,7 +358,9 @@ impl Conn {
                 self.jb.push(now, h.sequence, h.timestamp, h.marker, entry)
             }
             // Larger than any entry: the buffer rejects and counts it.
-            None => self.jb.push(now, h.sequence, h.timestamp, h.marker, payload),
+            None => self
+                .jb
+                .push(now, h.sequence, h.timestamp, h.marker, payload),
         };
         if result == PushResult::Accepted && !self.media_started {
             self.media_started = true;
@@ -380,11 +402,12 @@ impl Conn {
             let clock = self.params.codec.rtp_clock_rate();
             let max_payload = max_rx_payload(&self.codec, self.audio_rate, ms);
             let old = self.jb.config();
-            let mut jc = jitter_config(&EngineConfig::default(), clock, ms, max_payload);
-            jc.min_delay_ms = old.min_delay_ms;
-            jc.max_delay_ms = old.max_delay_ms;
-            jc.initial_delay_ms = old.initial_delay_ms;
-            jc.capacity = ((2 * jc.max_delay_ms / ms) as usize + 16).max(32);
+            let settings = JitterSettings {
+                min_delay_ms: old.min_delay_ms,
+                max_delay_ms: old.max_delay_ms,
+                initial_delay_ms: old.initial_delay_ms,
+            };
+            let jc = jitter_config(&settings, clock, ms, max_payload);
             // Allocation on a change of the peer's ptime only, not per packet.
             self.jb = JitterBuffer::new(jc);
             if self.rx_scratch.len() < max_payload + 1 {
@@ -622,7 +645,11 @@ impl Conn {
             self.tx_fifo.pop(&mut self.enc_in);
             let start = self.tx_pos.unwrap_or(pos);
             self.tx_pos = Some(start + n8);
-            let len = match self.codec.encoder.encode(&self.enc_in, &mut self.pkt[HEADER_LEN..]) {
+            let len = match self
+                .codec
+                .encoder
+                .encode(&self.enc_in, &mut self.pkt[HEADER_LEN..])
+            {
                 Ok(len) => len,
                 Err(_) => {
                     self.stats.encode_errors += 1;

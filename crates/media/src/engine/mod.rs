@@ -76,8 +76,8 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 pub use self::params::{
-    ConnMediaStats, ConnParams, DigitSource, DtmfTransport, EngineConfig, EngineError,
-    EngineEvent, JitterSettings, MediaMode, Signal, SignalDirection,
+    ConnMediaStats, ConnParams, DigitSource, DtmfTransport, EngineConfig, EngineError, EngineEvent,
+    JitterSettings, MediaMode, Signal, SignalDirection,
 };
 
 use self::conn::Conn;
@@ -253,8 +253,8 @@ impl ChannelEngine {
             ),
             Signal::Tone { tone, set, toward } => {
                 let set = set.unwrap_or(self.cfg.tone_set);
-                let gen =
-                    ToneGenerator::call_progress(&set, tone, rate).ok_or(EngineError::UnknownTone)?;
+                let gen = ToneGenerator::call_progress(&set, tone, rate)
+                    .ok_or(EngineError::UnknownTone)?;
                 (gen, toward)
             }
         };
@@ -286,7 +286,9 @@ impl ChannelEngine {
     /// `now` as 8 kHz samples since the first time the engine was given.
     fn clock8(&mut self, now: Instant) -> u64 {
         let epoch = *self.epoch.get_or_insert(now);
-        let us = now.checked_duration_since(epoch).map_or(0, |d| d.as_micros());
+        let us = now
+            .checked_duration_since(epoch)
+            .map_or(0, |d| d.as_micros());
         u64::try_from(us * 8 / 1000).unwrap_or(u64::MAX)
     }
 

@@ -244,11 +244,7 @@ impl ConnParams {
 
     /// Checks payload types, ptime and event rate.
     pub(super) fn validate(&self) -> Result<(), EngineError> {
-        let pts = [
-            Some(self.payload_type),
-            self.telephone_event_pt,
-            self.cn_pt,
-        ];
+        let pts = [Some(self.payload_type), self.telephone_event_pt, self.cn_pt];
         for (i, pt) in pts.iter().enumerate() {
             let Some(pt) = *pt else { continue };
             if pt > 127 || pts[..i].contains(&Some(pt)) {
@@ -366,7 +362,8 @@ pub enum EngineEvent {
 /// Per-connection media counters ([`ChannelEngine::stats`](super::ChannelEngine::stats)).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ConnMediaStats {
-    /// Jitter buffer counters and delay estimates.
+    /// Jitter buffer counters and delay estimates. `lost` excludes the sequence numbers
+    /// used by received telephone-event packets (estimated as `lost − events_in`).
     pub jitter: JitterStats,
     /// RTP packets received (all payload types, while the mode receives or not).
     pub packets_in: u64,

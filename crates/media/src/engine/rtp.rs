@@ -50,9 +50,7 @@ impl RtpHeader {
         let csrc_count = usize::from(fixed[0] & 0x0F);
         let mut start = HEADER_LEN + 4 * csrc_count;
         if extension {
-            let ext = packet
-                .get(start..start + 4)
-                .ok_or(RtpError::Truncated)?;
+            let ext = packet.get(start..start + 4).ok_or(RtpError::Truncated)?;
             let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
             start += 4 + 4 * words;
         }

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use mgw_media::codec::{CodecConfig, CodecKind, Decoder, Encoder};
 use mgw_media::codec::{AnyDecoder, AnyEncoder};
+use mgw_media::codec::{CodecConfig, CodecKind, Decoder, Encoder};
 
 /// Where the audio comes from.
 #[derive(Debug, Clone)]
@@ -61,8 +61,15 @@ pub(crate) fn parse_wav(b: &[u8]) -> Result<Source, String> {
             .ok_or("chunk length overflows")?;
         match id {
             b"fmt " => {
-                let f = (|| Some((le16(b, body)?, le16(b, body + 2)?, le32(b, body + 4)?, le16(b, body + 14)?)))()
-                    .ok_or("short fmt chunk")?;
+                let f = (|| {
+                    Some((
+                        le16(b, body)?,
+                        le16(b, body + 2)?,
+                        le32(b, body + 4)?,
+                        le16(b, body + 14)?,
+                    ))
+                })()
+                .ok_or("short fmt chunk")?;
                 fmt = Some(f);
             }
             b"data" => {
@@ -97,7 +104,9 @@ pub(crate) fn parse_wav(b: &[u8]) -> Result<Source, String> {
             _ => {}
         }
         // Chunks are padded to an even length.
-        at = end.checked_add(len as usize & 1).ok_or("chunk length overflows")?;
+        at = end
+            .checked_add(len as usize & 1)
+            .ok_or("chunk length overflows")?;
     }
     Err("no data chunk".into())
 }
@@ -147,9 +156,14 @@ fn pcm_at(source: &Source, rate: u32, seconds: u32) -> Vec<i16> {
 /// Encodes `source` with `kind` in frames of `ptime_ms`. The tone loop is 3 s (a whole
 /// number of frames for every ptime that divides 3000 ms, and of periods for integer
 /// frequencies); a file is padded with silence to whole frames.
-pub(crate) fn encode_loop(kind: CodecKind, ptime_ms: u32, source: &Source) -> Result<Frames, String> {
+pub(crate) fn encode_loop(
+    kind: CodecKind,
+    ptime_ms: u32,
+    source: &Source,
+) -> Result<Frames, String> {
     let cfg = CodecConfig::default();
-    let mut enc = AnyEncoder::new(kind, &cfg).map_err(|e| format!("{}: {e}", kind.encoding_name()))?;
+    let mut enc =
+        AnyEncoder::new(kind, &cfg).map_err(|e| format!("{}: {e}", kind.encoding_name()))?;
     let rate = enc.sample_rate();
     let frame = (rate * ptime_ms / 1000) as usize;
     if frame == 0 || 3000 % ptime_ms != 0 {
@@ -192,7 +206,9 @@ pub(crate) struct Meter {
 
 impl std::fmt::Debug for Meter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Meter").field("frames", &self.frames).finish()
+        f.debug_struct("Meter")
+            .field("frames", &self.frames)
+            .finish()
     }
 }
 
@@ -268,7 +284,8 @@ impl Meter {
             frames_decoded: self.frames,
             decode_errors: self.errors,
             level_dbov: level,
-            tone_ratio: (self.tone_frames > 0).then(|| self.tone_ratio_sum / self.tone_frames as f64),
+            tone_ratio: (self.tone_frames > 0)
+                .then(|| self.tone_ratio_sum / self.tone_frames as f64),
         }
     }
 }
@@ -303,7 +320,8 @@ mod tests {
 
     #[test]
     fn wav_parse_and_mixdown() {
-        let Source::Pcm { rate, samples } = parse_wav(&wav(16000, 2, &[100, 300, -10, -30])).unwrap()
+        let Source::Pcm { rate, samples } =
+            parse_wav(&wav(16000, 2, &[100, 300, -10, -30])).unwrap()
         else {
             panic!("not pcm")
         };
@@ -350,7 +368,11 @@ mod tests {
             }
             let r = m.report();
             assert_eq!(r.decode_errors, 0);
-            assert!((r.level_dbov + 13.0).abs() < 1.5, "{kind:?} {}", r.level_dbov);
+            assert!(
+                (r.level_dbov + 13.0).abs() < 1.5,
+                "{kind:?} {}",
+                r.level_dbov
+            );
             assert!(r.tone_ratio.unwrap() > 0.8, "{kind:?} {:?}", r.tone_ratio);
         }
         assert!(encode_loop(CodecKind::Pcmu, 70, &Source::Tone(1000.0)).is_err());

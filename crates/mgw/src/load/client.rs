@@ -246,7 +246,9 @@ mod tests {
         assert_eq!(tid.get(), 500);
         let first = drain(&mut c);
         assert_eq!(first.len(), 1);
-        assert!(first[0].1.starts_with("CRCX 500 rtpbridge/1@mgw MGCP 1.0\r\n"));
+        assert!(first[0]
+            .1
+            .starts_with("CRCX 500 rtpbridge/1@mgw MGCP 1.0\r\n"));
         // Retransmissions at 200, 600, 1400, 3000, 6200, 10200, 14200 ms (200 ms doubling, 4 s cap).
         let mut at = Vec::new();
         let mut t = t0;
@@ -277,7 +279,11 @@ mod tests {
         let tid = c.send(t0, cmd(Verb::Dlcx), 3);
         drain(&mut c);
         // Provisional: next retransmission only after the 4 s cap.
-        c.handle_datagram(t0 + Duration::from_millis(50), gw, format!("100 {tid} pending\r\n").as_bytes());
+        c.handle_datagram(
+            t0 + Duration::from_millis(50),
+            gw,
+            format!("100 {tid} pending\r\n").as_bytes(),
+        );
         assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_millis(4050)));
         // Final with an empty K: is acknowledged with 000.
         c.handle_datagram(
@@ -319,7 +325,10 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].0, Some(gw));
         assert!(out[0].1.starts_with("200 77"));
-        assert!(matches!(c.poll_event(), Some(ClientEvent::GatewayCommand(Verb::Rsip))));
+        assert!(matches!(
+            c.poll_event(),
+            Some(ClientEvent::GatewayCommand(Verb::Rsip))
+        ));
         c.handle_datagram(Instant::now(), gw, b"\xff\xfe garbage");
         c.handle_datagram(Instant::now(), gw, b"000 5\r\n");
         assert!(matches!(c.poll_event(), Some(ClientEvent::Garbage)));
@@ -332,6 +341,11 @@ mod tests {
         let mut c = Client::new(Timers::default(), TransactionId::MAX);
         assert_eq!(c.send(t0, cmd(Verb::Auep), 0).get(), TransactionId::MAX);
         assert_eq!(c.send(t0, cmd(Verb::Auep), 0).get(), 1);
-        assert_eq!(Client::new(Timers::default(), 0).send(t0, cmd(Verb::Auep), 0).get(), 1);
+        assert_eq!(
+            Client::new(Timers::default(), 0)
+                .send(t0, cmd(Verb::Auep), 0)
+                .get(),
+            1
+        );
     }
 }

@@ -52,7 +52,12 @@ pub(crate) enum Mode {
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct LoadArgs {
     /// The gateway's MGCP address.
-    #[arg(long, short = 'g', default_value = "127.0.0.1:2427", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        short = 'g',
+        default_value = "127.0.0.1:2427",
+        value_name = "HOST:PORT"
+    )]
     pub(crate) gateway: String,
     /// Local MGCP address (the gateway must list it as its call agent).
     #[arg(long, default_value = "127.0.0.1:2727", value_name = "IP:PORT")]
@@ -384,7 +389,13 @@ impl Run {
         self.send_crcx(now, index, 0, &ep_a)
     }
 
-    fn send_crcx(&mut self, now: Instant, ci: usize, leg: usize, local: &str) -> Result<(), String> {
+    fn send_crcx(
+        &mut self,
+        now: Instant,
+        ci: usize,
+        leg: usize,
+        local: &str,
+    ) -> Result<(), String> {
         let ep = self.endpoint(local)?;
         let ptime = self.args.ptime;
         let ip = self.args.rtp_ip;
@@ -410,8 +421,11 @@ impl Run {
             pt = l.codec.pt,
             map = rtpmap(kind),
         ));
-        self.client
-            .send(now, cmd, (ci as u64) << 2 | if leg == 0 { TAG_CRCX_A } else { TAG_CRCX_B });
+        self.client.send(
+            now,
+            cmd,
+            (ci as u64) << 2 | if leg == 0 { TAG_CRCX_A } else { TAG_CRCX_B },
+        );
         Ok(())
     }
 
@@ -496,7 +510,10 @@ impl Run {
 
     fn on_crcx(&mut self, now: Instant, ci: usize, leg: usize, r: Response) {
         if !r.code.is_success() {
-            self.fail(ci, format!("CRCX leg {}: {} {}", ["A", "B"][leg], r.code, r.comment));
+            self.fail(
+                ci,
+                format!("CRCX leg {}: {} {}", ["A", "B"][leg], r.code, r.comment),
+            );
             return self.abandon_setup(now, ci);
         }
         let kind = self.calls[ci].legs[leg].codec.kind;
@@ -506,7 +523,10 @@ impl Run {
             .ok_or_else(|| "no SDP in the CRCX response".to_string())
             .and_then(|s| parse_sdp_answer(s, kind));
         let conn = r.params.get(&ParamName::ConnectionId).map(str::to_string);
-        let specific = r.params.get(&ParamName::SpecificEndpointId).map(str::to_string);
+        let specific = r
+            .params
+            .get(&ParamName::SpecificEndpointId)
+            .map(str::to_string);
         {
             let l = &mut self.calls[ci].legs[leg];
             l.conn_id = conn.clone();
@@ -521,7 +541,10 @@ impl Run {
                 return self.abandon_setup(now, ci);
             }
             (_, None) => {
-                self.fail(ci, format!("CRCX leg {}: no I: in the response", ["A", "B"][leg]));
+                self.fail(
+                    ci,
+                    format!("CRCX leg {}: no I: in the response", ["A", "B"][leg]),
+                );
                 return self.abandon_setup(now, ci);
             }
         };
@@ -628,7 +651,8 @@ impl Run {
                 latency,
                 retransmits,
             } => {
-                self.rec.transaction(verb, Some(&response), latency, retransmits);
+                self.rec
+                    .transaction(verb, Some(&response), latency, retransmits);
                 (tag, verb, Some(response))
             }
             ClientEvent::Timeout {
@@ -636,7 +660,8 @@ impl Run {
                 verb,
                 retransmits,
             } => {
-                self.rec.transaction(verb, None, Duration::ZERO, retransmits);
+                self.rec
+                    .transaction(verb, None, Duration::ZERO, retransmits);
                 (tag, verb, None)
             }
             ClientEvent::GatewayCommand(v) => {
@@ -663,7 +688,10 @@ impl Run {
             (TAG_CRCX_A, Some(r)) => self.on_crcx(now, ci, 0, r),
             (TAG_CRCX_B, Some(r)) => self.on_crcx(now, ci, 1, r),
             (k @ (TAG_CRCX_A | TAG_CRCX_B), None) => {
-                self.fail(ci, format!("CRCX leg {}: no response", ["A", "B"][k as usize]));
+                self.fail(
+                    ci,
+                    format!("CRCX leg {}: no response", ["A", "B"][k as usize]),
+                );
                 self.abandon_setup(now, ci);
             }
             (k, r) => self.on_dlcx(ci, (k - TAG_DLCX_A) as usize, r),
@@ -802,9 +830,17 @@ fn run_inner(args: LoadArgs) -> Result<u8, String> {
     let total = args
         .total
         .map(u64::from)
-        .unwrap_or(if args.duration.is_some() { u64::MAX } else { u64::from(args.calls) });
+        .unwrap_or(if args.duration.is_some() {
+            u64::MAX
+        } else {
+            u64::from(args.calls)
+        });
     let planned = args.duration.unwrap_or(0.0)
-        + if total == u64::MAX { 0.0 } else { total as f64 / args.rate }
+        + if total == u64::MAX {
+            0.0
+        } else {
+            total as f64 / args.rate
+        }
         + args.hold
         + 2.0;
     let deadline_s = args.deadline.unwrap_or(planned + 30.0);
@@ -876,10 +912,19 @@ fn run_inner(args: LoadArgs) -> Result<u8, String> {
         return Ok(130);
     }
     let failed = report.summary.calls_failed;
-    Ok(if failed > u64::from(run.args.max_failures) { 1 } else { 0 })
+    Ok(if failed > u64::from(run.args.max_failures) {
+        1
+    } else {
+        0
+    })
 }
 
-fn main_loop(run: &mut Run, interrupted: &AtomicBool, deadline_s: f64, total: u64) -> Result<(), String> {
+fn main_loop(
+    run: &mut Run,
+    interrupted: &AtomicBool,
+    deadline_s: f64,
+    total: u64,
+) -> Result<(), String> {
     let epoch = run.epoch;
     let deadline = epoch + Duration::from_secs_f64(deadline_s.max(1.0));
     let stop_placing = run
@@ -941,7 +986,8 @@ fn main_loop(run: &mut Run, interrupted: &AtomicBool, deadline_s: f64, total: u6
         while let Ok(ev) = run.events.try_recv() {
             run.on_rtp_event(ev)?;
         }
-        let finished_placing = run.stopping || placed >= total || stop_placing.is_some_and(|s| now >= s);
+        let finished_placing =
+            run.stopping || placed >= total || stop_placing.is_some_and(|s| now >= s);
         if finished_placing && run.active() == 0 {
             return Ok(());
         }
@@ -950,15 +996,21 @@ fn main_loop(run: &mut Run, interrupted: &AtomicBool, deadline_s: f64, total: u6
         if let Some(t) = run.client.poll_timeout() {
             wake = wake.min(t);
         }
-        let wait = wake.saturating_duration_since(Instant::now()).max(Duration::from_micros(100));
-        run.sock.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
+        let wait = wake
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(100));
+        run.sock
+            .set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
         if let Ok((n, from)) = run.sock.recv_from(&mut buf) {
             let now = Instant::now();
-            run.client.handle_datagram(now, from, buf.get(..n).unwrap_or(&[]));
+            run.client
+                .handle_datagram(now, from, buf.get(..n).unwrap_or(&[]));
             // More may be queued: read without waiting.
             run.sock.set_nonblocking(true).map_err(|e| e.to_string())?;
             while let Ok((n, from)) = run.sock.recv_from(&mut buf) {
-                run.client.handle_datagram(Instant::now(), from, buf.get(..n).unwrap_or(&[]));
+                run.client
+                    .handle_datagram(Instant::now(), from, buf.get(..n).unwrap_or(&[]));
             }
             run.sock.set_nonblocking(false).map_err(|e| e.to_string())?;
             run.pump_client(now);
@@ -1026,7 +1078,9 @@ mod tests {
         assert_eq!(parse_sdp_answer(osmo, CodecKind::G722).unwrap().pt, None);
         assert!(parse_sdp_answer("v=0\nm=audio 5 RTP/AVP 0\n", CodecKind::Pcmu).is_err());
         assert!(parse_sdp_answer("v=0\nc=IN IP4 1.2.3.4\n", CodecKind::Pcmu).is_err());
-        assert!(parse_sdp_answer("c=IN IP4 1.2.3.4\nm=audio x RTP/AVP 0\n", CodecKind::Pcmu).is_err());
+        assert!(
+            parse_sdp_answer("c=IN IP4 1.2.3.4\nm=audio x RTP/AVP 0\n", CodecKind::Pcmu).is_err()
+        );
     }
 
     #[test]

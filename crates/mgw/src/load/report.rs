@@ -298,7 +298,11 @@ impl Recorder {
         latency: Duration,
         retransmits: u32,
     ) {
-        let v = self.mgcp.verbs.entry(verb.as_str().to_string()).or_default();
+        let v = self
+            .mgcp
+            .verbs
+            .entry(verb.as_str().to_string())
+            .or_default();
         v.count += 1;
         v.retransmissions += u64::from(retransmits);
         match response {
@@ -404,7 +408,14 @@ impl Recorder {
                 let (Some(tx), Some(rx)) = (&c.legs[from].tx, &c.legs[to].rx) else {
                     continue;
                 };
-                let d = direction(name, tx, rx, &c.legs[from].codec, &c.legs[to].codec, c.ptime_ms);
+                let d = direction(
+                    name,
+                    tx,
+                    rx,
+                    &c.legs[from].codec,
+                    &c.legs[to].codec,
+                    c.ptime_ms,
+                );
                 s.packets_sent += d.sent;
                 s.packets_received += d.received;
                 s.packets_lost += d.lost;
@@ -416,7 +427,11 @@ impl Recorder {
                 s.decode_errors += d.audio.decode_errors;
                 s.jitter_ms_max = s.jitter_ms_max.max(d.jitter_max_ms);
                 jit_sum += d.jitter_ms;
-                s.mos_min = if s.mos_min.is_nan() { d.mos } else { s.mos_min.min(d.mos) };
+                s.mos_min = if s.mos_min.is_nan() {
+                    d.mos
+                } else {
+                    s.mos_min.min(d.mos)
+                };
                 mos_sum += d.mos;
                 mos_n += 1;
                 delay.merge(&rx.delay_us);
@@ -426,7 +441,12 @@ impl Recorder {
             calls.push(CallReport {
                 index: c.index,
                 call_id: c.call_id.clone(),
-                state: if c.error.is_some() { "failed" } else { "completed" }.into(),
+                state: if c.error.is_some() {
+                    "failed"
+                } else {
+                    "completed"
+                }
+                .into(),
                 error: c.error.clone(),
                 start_s: c.start_s,
                 setup_ms: c.setup_ms,
@@ -555,7 +575,12 @@ pub(crate) fn text(r: &Report) -> String {
     let _ = writeln!(
         o,
         "calls: {} attempted, {} completed, {} failed in {:.1} s; setup p50 {:.2} ms p99 {:.2} ms",
-        s.calls_attempted, s.calls_completed, s.calls_failed, s.elapsed_s, s.setup_ms.p50, s.setup_ms.p99
+        s.calls_attempted,
+        s.calls_completed,
+        s.calls_failed,
+        s.elapsed_s,
+        s.setup_ms.p50,
+        s.setup_ms.p99
     );
     let _ = writeln!(
         o,
@@ -575,7 +600,11 @@ pub(crate) fn text(r: &Report) -> String {
     );
     let _ = writeln!(o, "mgcp:");
     for (verb, v) in &r.mgcp.verbs {
-        let codes: Vec<String> = v.return_codes.iter().map(|(c, n)| format!("{c}x{n}")).collect();
+        let codes: Vec<String> = v
+            .return_codes
+            .iter()
+            .map(|(c, n)| format!("{c}x{n}"))
+            .collect();
         let _ = writeln!(
             o,
             "  {verb}: {} ({} ok, {} failed, {} timeouts, {} retransmissions) latency p50 {:.3} p95 {:.3} p99 {:.3} max {:.3} ms; codes {}",
@@ -584,7 +613,11 @@ pub(crate) fn text(r: &Report) -> String {
     }
     for f in r.mgcp.failures.iter().take(10) {
         let code = f.code.map_or("---".to_string(), |c| format!("{c:03}"));
-        let _ = writeln!(o, "  failed: call {} {} {} {}", f.call_id, f.verb, code, f.comment);
+        let _ = writeln!(
+            o,
+            "  failed: call {} {} {} {}",
+            f.call_id, f.verb, code, f.comment
+        );
     }
     for call in r.calls.iter().filter(|c| c.error.is_some()).take(10) {
         let _ = writeln!(
@@ -599,7 +632,9 @@ pub(crate) fn text(r: &Report) -> String {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A "nice" axis maximum ≥ `v`.
@@ -622,18 +657,56 @@ const ML: f64 = 70.0;
 const MR: f64 = 20.0;
 
 /// Draws one panel's frame and axis labels; returns the plot rectangle (x0, y0, w, h).
-fn panel(o: &mut String, top: f64, title: &str, ymax: f64, yunit: &str, xlabel: &str, xmax: f64) -> (f64, f64, f64, f64) {
+fn panel(
+    o: &mut String,
+    top: f64,
+    title: &str,
+    ymax: f64,
+    yunit: &str,
+    xlabel: &str,
+    xmax: f64,
+) -> (f64, f64, f64, f64) {
     let (x0, y0, w, h) = (ML, top + 30.0, W - ML - MR, PH - 60.0);
-    let _ = writeln!(o, r#"<text x="{ML}" y="{}" font-size="14" font-weight="bold">{}</text>"#, top + 18.0, esc(title));
-    let _ = writeln!(o, r##"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="#fafafa" stroke="#999"/>"##);
+    let _ = writeln!(
+        o,
+        r#"<text x="{ML}" y="{}" font-size="14" font-weight="bold">{}</text>"#,
+        top + 18.0,
+        esc(title)
+    );
+    let _ = writeln!(
+        o,
+        r##"<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="#fafafa" stroke="#999"/>"##
+    );
     for i in 0..=4 {
         let y = y0 + h - h * f64::from(i) / 4.0;
         let v = ymax * f64::from(i) / 4.0;
-        let _ = writeln!(o, r##"<line x1="{x0}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##, x0 + w);
-        let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{} {}</text>"#, x0 - 4.0, y + 3.0, fmt_num(v), yunit);
+        let _ = writeln!(
+            o,
+            r##"<line x1="{x0}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+            x0 + w
+        );
+        let _ = writeln!(
+            o,
+            r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{} {}</text>"#,
+            x0 - 4.0,
+            y + 3.0,
+            fmt_num(v),
+            yunit
+        );
     }
-    let _ = writeln!(o, r#"<text x="{x0}" y="{:.1}" font-size="10">0</text>"#, y0 + h + 12.0);
-    let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{} {}</text>"#, x0 + w, y0 + h + 12.0, fmt_num(xmax), esc(xlabel));
+    let _ = writeln!(
+        o,
+        r#"<text x="{x0}" y="{:.1}" font-size="10">0</text>"#,
+        y0 + h + 12.0
+    );
+    let _ = writeln!(
+        o,
+        r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{} {}</text>"#,
+        x0 + w,
+        y0 + h + 12.0,
+        fmt_num(xmax),
+        esc(xlabel)
+    );
     (x0, y0, w, h)
 }
 
@@ -643,7 +716,10 @@ fn fmt_num(v: f64) -> String {
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
     } else {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
     }
 }
 
@@ -652,24 +728,43 @@ fn fmt_num(v: f64) -> String {
 pub(crate) fn svg(r: &Report) -> String {
     let mut o = String::new();
     let height = 3.0 * PH + 20.0;
-    let _ = writeln!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif">"#);
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif">"#
+    );
     let _ = writeln!(o, r#"<rect width="{W}" height="{height}" fill="white"/>"#);
     let tl = &r.timeline;
     let tmax = tl.iter().map(|p| p.t_s).max().unwrap_or(1).max(1) as f64;
     // Delay over time.
     let dmax = nice(tl.iter().map(|p| p.delay_max_ms).fold(0.0, f64::max));
-    let (x0, y0, w, h) = panel(&mut o, 0.0, "One-way delay per second (p50 blue, p99 orange, max red)", dmax, "ms", "s", tmax);
+    let (x0, y0, w, h) = panel(
+        &mut o,
+        0.0,
+        "One-way delay per second (p50 blue, p99 orange, max red)",
+        dmax,
+        "ms",
+        "s",
+        tmax,
+    );
     for (key, colour) in [(0usize, "#1f77b4"), (1, "#ff7f0e"), (2, "#d62728")] {
         let pts: Vec<String> = tl
             .iter()
             .filter(|p| p.pps > 0)
             .map(|p| {
                 let v = [p.delay_p50_ms, p.delay_p99_ms, p.delay_max_ms][key];
-                format!("{:.1},{:.1}", x0 + w * p.t_s as f64 / tmax, y0 + h - h * (v / dmax).min(1.0))
+                format!(
+                    "{:.1},{:.1}",
+                    x0 + w * p.t_s as f64 / tmax,
+                    y0 + h - h * (v / dmax).min(1.0)
+                )
             })
             .collect();
         if !pts.is_empty() {
-            let _ = writeln!(o, r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#, pts.join(" "));
+            let _ = writeln!(
+                o,
+                r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+                pts.join(" ")
+            );
         }
     }
     // Loss over time.
@@ -678,10 +773,20 @@ pub(crate) fn svg(r: &Report) -> String {
     let bw = (w / tmax).clamp(1.0, 20.0);
     for p in tl.iter().filter(|p| p.lost > 0) {
         let bh = h * (p.lost as f64 / lmax).min(1.0);
-        let _ = writeln!(o, r##"<rect x="{:.1}" y="{:.1}" width="{bw:.1}" height="{bh:.1}" fill="#d62728"/>"##, x0 + w * p.t_s as f64 / tmax - bw, y0 + h - bh);
+        let _ = writeln!(
+            o,
+            r##"<rect x="{:.1}" y="{:.1}" width="{bw:.1}" height="{bh:.1}" fill="#d62728"/>"##,
+            x0 + w * p.t_s as f64 / tmax - bw,
+            y0 + h - bh
+        );
     }
     if tl.iter().all(|p| p.lost == 0) {
-        let _ = writeln!(o, r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">no loss</text>"#, x0 + w / 2.0, y0 + h / 2.0);
+        let _ = writeln!(
+            o,
+            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">no loss</text>"#,
+            x0 + w / 2.0,
+            y0 + h / 2.0
+        );
     }
     // Delay histogram.
     let hist = &r.delay_histogram;
@@ -693,7 +798,12 @@ pub(crate) fn svg(r: &Report) -> String {
         let xa = x0 + w * (prev / xmax);
         let xb = x0 + w * (b.le_ms / xmax);
         let bh = h * (b.count as f64 / cmax).min(1.0);
-        let _ = writeln!(o, r##"<rect x="{xa:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#1f77b4"/>"##, y0 + h - bh, (xb - xa).max(1.0));
+        let _ = writeln!(
+            o,
+            r##"<rect x="{xa:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#1f77b4"/>"##,
+            y0 + h - bh,
+            (xb - xa).max(1.0)
+        );
         prev = b.le_ms;
     }
     o.push_str("</svg>\n");

@@ -14,8 +14,8 @@
 //!
 //! The main thread talks to both with bounded channels and gets [`RtpEvent`]s back.
 
-use std::collections::{BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -336,7 +336,10 @@ pub(crate) fn sender(cmds: Receiver<TxCmd>, events: SyncSender<RtpEvent>) {
 
 fn send_one(leg: &mut TxLeg, buf: &mut Vec<u8>) {
     let frames = &leg.spec.frames;
-    let Some(payload) = frames.payloads.get(leg.frame % frames.payloads.len().max(1)) else {
+    let Some(payload) = frames
+        .payloads
+        .get(leg.frame % frames.payloads.len().max(1))
+    else {
         return;
     };
     buf.clear();
@@ -450,10 +453,11 @@ pub(crate) fn receiver(
                         continue;
                     }
                     let mut sock = mio::net::UdpSocket::from_std(spec.sock);
-                    if let Err(e) =
-                        poll.registry()
-                            .register(&mut sock, mio::Token(token), mio::Interest::READABLE)
-                    {
+                    if let Err(e) = poll.registry().register(
+                        &mut sock,
+                        mio::Token(token),
+                        mio::Interest::READABLE,
+                    ) {
                         let _ = events.send(RtpEvent::Fatal(format!("register: {e}")));
                         continue;
                     }
@@ -478,7 +482,13 @@ pub(crate) fn receiver(
                             // Drain what is already queued.
                             while let Ok((n, _)) = leg.sock.recv_from(&mut buf) {
                                 let now = Instant::now();
-                                on_packet(&mut leg, buf.get(..n).unwrap_or(&[]), now, epoch, &mut tick);
+                                on_packet(
+                                    &mut leg,
+                                    buf.get(..n).unwrap_or(&[]),
+                                    now,
+                                    epoch,
+                                    &mut tick,
+                                );
                             }
                             let _ = poll.registry().deregister(&mut leg.sock);
                             let mut r = leg.report;
@@ -511,7 +521,9 @@ pub(crate) fn receiver(
                 delay_us: std::mem::take(&mut tick.delay_us),
             };
             // The main thread may be busy; a missed tick is only a missed progress line.
-            if let Err(TrySendError::Disconnected(_)) = events.try_send(RtpEvent::Tick(Box::new(out))) {
+            if let Err(TrySendError::Disconnected(_)) =
+                events.try_send(RtpEvent::Tick(Box::new(out)))
+            {
                 return;
             }
             tick.packets = 0;
@@ -629,7 +641,9 @@ mod tests {
         assert_eq!(parse_rtp(&p), None);
         assert_eq!(parse_rtp(&[0x40; 20]), None);
         assert_eq!(parse_rtp(&[0x80; 5]), None);
-        let ext = [0x90, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 1, 9, 9, 9, 9, 7];
+        let ext = [
+            0x90, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0xbe, 0xde, 0, 1, 9, 9, 9, 9, 7,
+        ];
         assert_eq!(parse_rtp(&ext).map(|x| x.4), Some(&[7u8][..]));
     }
 
@@ -640,7 +654,11 @@ mod tests {
         assert!(log.last().is_none());
         for i in 0..100u16 {
             let seq = 65_500u16.wrapping_add(i);
-            log.record(seq, u32::from(i % 10), t0 + Duration::from_millis(20 * u64::from(i)));
+            log.record(
+                seq,
+                u32::from(i % 10),
+                t0 + Duration::from_millis(20 * u64::from(i)),
+            );
         }
         assert_eq!(log.last(), Some((65_500u16.wrapping_add(99), 100)));
         let (at, h) = log.lookup(65_510).unwrap();
@@ -648,11 +666,20 @@ mod tests {
         assert!(log.lookup(1000).is_none());
         // Same sequence numbers: offset 0.
         let arrival = t0 + Duration::from_millis(20 * 50 + 1);
-        assert_eq!(learn_offset(&log, 65_500u16.wrapping_add(50), 0, arrival), Some(0));
+        assert_eq!(
+            learn_offset(&log, 65_500u16.wrapping_add(50), 0, arrival),
+            Some(0)
+        );
         // Rewritten sequence numbers: the most recent send with the same payload hash.
-        assert_eq!(learn_offset(&log, 7, 3, arrival), Some(7u16.wrapping_sub(65_500u16.wrapping_add(43))));
+        assert_eq!(
+            learn_offset(&log, 7, 3, arrival),
+            Some(7u16.wrapping_sub(65_500u16.wrapping_add(43)))
+        );
         // No hash matches: the most recent send before arrival.
-        assert_eq!(learn_offset(&log, 7, 99, arrival), Some(7u16.wrapping_sub(65_500u16.wrapping_add(50))));
+        assert_eq!(
+            learn_offset(&log, 7, 99, arrival),
+            Some(7u16.wrapping_sub(65_500u16.wrapping_add(50)))
+        );
         assert_eq!(learn_offset(&SendLog::new(t0), 7, 99, arrival), None);
     }
 
@@ -722,14 +749,21 @@ mod tests {
             // 500 ms at 20 ms: about 26 packets.
             assert!((20..=30).contains(&s.packets), "{}", s.packets);
             assert_eq!(r.received, s.packets);
-            assert_eq!((r.lost, r.duplicates, r.reordered, r.unmatched), (0, 0, 0, 0));
+            assert_eq!(
+                (r.lost, r.duplicates, r.reordered, r.unmatched),
+                (0, 0, 0, 0)
+            );
             assert_eq!(r.seq_offset, Some(0));
             assert_eq!(r.delay_us.count(), r.received);
             assert!(r.delay_us.max() < 50_000, "{}", r.delay_us.max());
             assert_eq!(r.audio.frames_decoded, r.received);
             assert!(r.audio.tone_ratio.unwrap() > 0.8);
             // Pacing: sends within a few ms of their deadlines.
-            assert!(s.late_us.quantile(0.5) < 5_000, "{}", s.late_us.quantile(0.5));
+            assert!(
+                s.late_us.quantile(0.5) < 5_000,
+                "{}",
+                s.late_us.quantile(0.5)
+            );
         }
     }
 }

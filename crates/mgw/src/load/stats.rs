@@ -415,7 +415,11 @@ mod tests {
         let mut s = SeqStats::default();
         let t0 = u32::MAX - 320;
         for i in 0..5u32 {
-            s.on_packet(i as u16, t0.wrapping_add(i * 160), 7u32.wrapping_add(i * 160));
+            s.on_packet(
+                i as u16,
+                t0.wrapping_add(i * 160),
+                7u32.wrapping_add(i * 160),
+            );
         }
         assert_eq!(s.jitter(), 0.0);
     }
