@@ -161,25 +161,55 @@ impl Registry {
     }
 }
 
-/// The default endpoints: two back-to-back virtual E1 spans and 64 RTP bridges.
-pub fn default_endpoints() -> Vec<EndpointSpec> {
+/// The TDM configuration `mgw run` uses when none is given: two virtual E1 spans
+/// (`e1-1`, `e1-2`, 30 A-law channels each) wired back to back.
+pub fn default_tdm() -> mgw_tdm::TdmConfig {
+    let mut a = mgw_tdm::SpanConfig::virtual_e1("e1-1");
+    let mut b = mgw_tdm::SpanConfig::virtual_e1("e1-2");
+    a.loop_with = Some("e1-2".into());
+    b.loop_with = Some("e1-1".into());
+    mgw_tdm::TdmConfig {
+        ptime_ms: 20,
+        spans: vec![a, b],
+    }
+}
+
+/// Endpoints for the TDM spans of `tdm` plus `bridges` RTP bridges.
+///
+/// Channel N of two spans wired to each other share a dataplane group (so both run on
+/// one worker: their audio meets on the virtual cable); every other channel has its own.
+pub fn endpoints_for(tdm: &mgw_tdm::TdmConfig, bridges: u32) -> Vec<EndpointSpec> {
     let mut v = Vec::new();
-    for span in 1..=2u16 {
-        for ch in 1..=30u16 {
+    let mut next_base = 1000u32;
+    let mut bases: HashMap<String, u32> = HashMap::new();
+    for span in &tdm.spans {
+        let base = match span.loop_with.as_ref().and_then(|p| bases.get(p)) {
+            Some(b) => *b,
+            None => {
+                let b = next_base;
+                next_base += 1000;
+                b
+            }
+        };
+        bases.insert(span.name.clone(), base);
+        let law = match span.law {
+            mgw_tdm::Law::Ulaw => Law::Ulaw,
+            _ => Law::Alaw,
+        };
+        for ch in span.channels.first()..=span.channels.last() {
             v.push(EndpointSpec {
-                local_name: format!("ds/e1-{span}/{ch}"),
+                local_name: span.endpoint_name(ch),
                 kind: EndpointKind::Ds {
-                    span: format!("e1-{span}"),
+                    span: span.name.clone(),
                     channel: ch,
-                    law: Law::Alaw,
+                    law,
                 },
-                // Channel N of span 1 and span 2 are wired to each other.
-                group: GroupId(1000 + u32::from(ch)),
+                group: GroupId(base + u32::from(ch)),
                 max_connections: 2,
             });
         }
     }
-    for n in 1..=64u32 {
+    for n in 1..=bridges {
         v.push(EndpointSpec {
             local_name: format!("rtpbridge/{n}"),
             kind: EndpointKind::RtpBridge(n),
@@ -188,4 +218,9 @@ pub fn default_endpoints() -> Vec<EndpointSpec> {
         });
     }
     v
+}
+
+/// The default endpoints: two back-to-back virtual E1 spans and 64 RTP bridges.
+pub fn default_endpoints() -> Vec<EndpointSpec> {
+    endpoints_for(&default_tdm(), 64)
 }

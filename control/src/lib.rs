@@ -49,7 +49,9 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 pub use crate::core::{Core, CoreConfig, MediaPlane};
-pub use crate::endpoint::{default_endpoints, EndpointKind, EndpointSpec, Law};
+pub use crate::endpoint::{
+    default_endpoints, default_tdm, endpoints_for, EndpointKind, EndpointSpec, Law,
+};
 
 /// How the gateway says goodbye on SIGTERM/SIGINT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,8 +82,10 @@ pub struct GatewayConfig {
     pub rtp_advertise: Option<IpAddr>,
     /// RTP port range (even ports RTP, odd RTCP).
     pub rtp_ports: (u16, u16),
-    /// Endpoints.
+    /// Endpoints (see [`endpoints_for`]; they must match `tdm`).
     pub endpoints: Vec<EndpointSpec>,
+    /// TDM spans run by the dataplane.
+    pub tdm: mgw_tdm::TdmConfig,
     /// Transaction-layer timers.
     pub transactions: mgcp::txn::Config,
     /// Dataplane settings.
@@ -110,6 +114,7 @@ impl Default for GatewayConfig {
             rtp_advertise: None,
             rtp_ports: (16384, 32767),
             endpoints: default_endpoints(),
+            tdm: default_tdm(),
             transactions: mgcp::txn::Config::default(),
             dataplane: DataplaneConfig::default(),
             shutdown: ShutdownMethod::Forced,
@@ -239,7 +244,9 @@ pub async fn run(
         addr: cfg.mgcp_bind,
         source,
     })?;
-    let dataplane = Dataplane::start(cfg.dataplane.clone()).map_err(RunError::Dataplane)?;
+    let mut dp_cfg = cfg.dataplane.clone();
+    dp_cfg.tdm = Some(cfg.tdm.clone());
+    let dataplane = Dataplane::start(dp_cfg).map_err(RunError::Dataplane)?;
     info!(
         mgcp = %local,
         rtp = %rtp_ip,

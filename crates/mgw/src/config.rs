@@ -25,6 +25,8 @@ pub(crate) struct FileConfig {
     pub(crate) http_bind: Option<String>,
     pub(crate) log: Option<String>,
     pub(crate) trace_calls: Option<Vec<String>>,
+    pub(crate) bridges: Option<u32>,
+    pub(crate) tdm: Option<mgw_tdm::TdmConfig>,
     pub(crate) timers: Option<Timers>,
 }
 
@@ -61,6 +63,28 @@ shutdown = "forced"              # forced | graceful
 shutdown_delay_s = 0
 http_bind = "127.0.0.1:9427"     # Prometheus /metrics and the JSON API; "off" to disable
 log = "info"                     # tracing filter, e.g. "info,mgw_control=debug"; SIGHUP re-reads it
+bridges = 64                     # rtpbridge/1..N IP-to-IP endpoints
+
+# TDM spans: ds/<name>/<channel> endpoints. kind = virtual | dahdi | alsa.
+# Two virtual spans with loop = each other are wired back to back like a crossover
+# cable. tap = true exposes each virtual channel as a Unix datagram socket (see the tdm
+# crate's TAP.md). DAHDI and ALSA spans take device = ... (ALSA endpoints are aaln/N).
+[tdm]
+ptime_ms = 20
+
+[[tdm.span]]
+kind = "virtual"
+name = "e1-1"
+law = "alaw"
+channels = "1-30"
+loop = "e1-2"
+
+[[tdm.span]]
+kind = "virtual"
+name = "e1-2"
+law = "alaw"
+channels = "1-30"
+loop = "e1-1"
 
 [timers]
 t_hist_ms = 30000

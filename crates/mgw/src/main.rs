@@ -279,6 +279,39 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     if args.rtp_latch {
         cfg.rtp_latch = true;
     }
+    if let Some(mut tdm) = file.tdm.clone() {
+        if tdm.spans.is_empty() {
+            tdm.spans = mgw_control::default_tdm().spans;
+        }
+        tdm.samples_per_frame().map_err(|e| format!("tdm: {e}"))?;
+        for span in &tdm.spans {
+            span.validate()
+                .map_err(|e| format!("tdm span {:?}: {e}", span.name))?;
+            if let Some(p) = &span.loop_with {
+                if !tdm.spans.iter().any(|s| &s.name == p) {
+                    return Err(format!(
+                        "tdm span {:?}: loop names unknown span {p:?}",
+                        span.name
+                    ));
+                }
+            }
+        }
+        cfg.tdm = tdm;
+    }
+    let bridges = file.bridges.unwrap_or(64);
+    if bridges > 10_000 {
+        return Err(format!("bridges {bridges} is too many (at most 10000)"));
+    }
+    cfg.endpoints = mgw_control::endpoints_for(&cfg.tdm, bridges);
+    let mut seen = std::collections::HashSet::new();
+    for e in &cfg.endpoints {
+        if !seen.insert(e.local_name.to_ascii_lowercase()) {
+            return Err(format!(
+                "endpoint {} is defined twice (two spans with one name?)",
+                e.local_name
+            ));
+        }
+    }
     cfg.trace_calls = file.trace_calls.clone().unwrap_or_default();
     cfg.trace_calls.extend(args.trace_calls.iter().cloned());
     for c in &cfg.trace_calls {

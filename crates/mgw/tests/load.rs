@@ -193,20 +193,28 @@ fn load_reports_failures_and_exits_non_zero() {
     let ca_port = free_port();
     let ca = format!("127.0.0.1:{ca_port}");
     let gw = Gateway::start(&["--call-agent", &ca]);
-    // The virtual E1 spans are A-law: a µ-law TDM call is refused with 534.
-    let (code, r, out) = load(
-        &gw,
-        &ca,
-        &[
-            "--calls", "2", "--rate", "20", "--hold", "1", "--mode", "tdm",
-        ],
-    );
+    // Endpoints the gateway does not have: every CRCX is refused (500, unknown endpoint).
+    let bad = [
+        "--calls",
+        "2",
+        "--rate",
+        "20",
+        "--hold",
+        "1",
+        "--wildcard",
+        "none",
+        "--endpoint-prefix",
+        "nosuch/",
+    ];
+    let (code, r, out) = load(&gw, &ca, &bad);
     assert_eq!(code, 1, "{out}");
     assert_eq!(u(&r["summary"]["calls_failed"]), 2);
+    assert_eq!(u(&r["summary"]["packets_sent"]), 0);
     let fails = r["mgcp"]["failures"].as_array().unwrap();
     assert_eq!(fails.len(), 2);
-    assert_eq!(u(&fails[0]["code"]), 534, "{fails:?}");
-    assert_eq!(u(&r["mgcp"]["verbs"]["CRCX"]["return_codes"]["534"]), 2);
+    assert_eq!(u(&fails[0]["code"]), 500, "{fails:?}");
+    assert_eq!(u(&r["mgcp"]["verbs"]["CRCX"]["return_codes"]["500"]), 2);
+    assert!(out.contains("CRCX leg A: 500"), "{out}");
     // Allowing the failures makes it a pass.
     let (code, _, out) = load(
         &gw,

@@ -433,11 +433,18 @@ pub(crate) fn receiver(
             let Some(leg) = legs.get_mut(&ev.token().0) else {
                 continue;
             };
+            let mut errors = 0u32;
             loop {
                 let (n, _from) = match leg.sock.recv_from(&mut buf) {
                     Ok(x) => x,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => break, // e.g. ICMP errors surfacing; keep going
+                    // Readiness is edge-triggered: read on past transient errors (ICMP
+                    // errors surfacing, EINTR) until WouldBlock, but not for ever.
+                    Err(_) if errors < 64 => {
+                        errors += 1;
+                        continue;
+                    }
+                    Err(_) => break,
                 };
                 let now = Instant::now();
                 on_packet(leg, buf.get(..n).unwrap_or(&[]), now, epoch, &mut tick);
