@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Codec costs per 20 ms frame: G.711 (table vs segment search), A↔µ transcoding, L16,
 //! G.722, Opus at 8/16/48 kHz and complexity 5/9, and the 8↔16 kHz half-band converters.
 //!

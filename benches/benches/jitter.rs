@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Jitter buffer and packet-loss concealment costs: one RTP packet pushed plus one 20 ms tick
 //! popped (in order, and with 0–60 ms jitter so packets reorder), and one concealed frame
 //! (pitch search + synthesis) after a good one, at 8 and 16 kHz.

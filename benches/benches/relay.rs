@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! The dataplane's per-packet path as pure functions on a buffer: RTP parse, RFC 3550
 //! statistics update, and the forward decision with the in-place header rewrite.
 
@@ -42,6 +43,10 @@ fn spec(key: u32, pt: u8, remote: SocketAddr) -> Box<ConnSpec> {
         ssrc: 0x1000 + key,
         rtp_timeout: None,
         counters: Arc::new(ConnCounters::default()),
+        channel: None,
+        ptime_ms: 20,
+        fmtp: Vec::new(),
+        dtmf: Default::default(),
     })
 }
 

@@ -18,7 +18,8 @@ use crate::relay::{Fanout, Relay};
 use crate::rtp::write_header;
 use crate::stats::WorkerCounts;
 use crate::sys::{encode_pktinfo, parse_pktinfo, sockaddr_from_bytes, CmsgBuf, CMSG_BUF};
-use crate::worker::{WorkerCtx, STOP_GRACE, TICK};
+use crate::tdm::TxBatch;
+use crate::worker::{WorkerCtx, WorkerMsg, STOP_GRACE, TICK};
 
 const BATCH: usize = 32;
 const BUF: usize = 2048;
@@ -54,6 +55,8 @@ pub(crate) struct EpollWorker {
     lens: [Received; BATCH],
     out: OutQueue,
     fanout: Fanout,
+    /// RTP packets of the last TDM frame pass.
+    tdm_tx: TxBatch,
     next_tick: Instant,
 }
 
@@ -98,6 +101,7 @@ impl EpollWorker {
                 n: 0,
             },
             fanout: Fanout::new(),
+            tdm_tx: TxBatch::new(),
             next_tick: Instant::now() + TICK,
             ctx,
         };
@@ -114,7 +118,11 @@ impl EpollWorker {
         cvt(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(drop)
     }
 
-    fn handle_cmd(&mut self, cmd: DataplaneCmd, now: Instant) {
+    fn handle_cmd(&mut self, msg: WorkerMsg, now: Instant) {
+        let cmd = match msg {
+            WorkerMsg::Cmd(c) => c,
+            WorkerMsg::Adopt(slice) => return self.relay.adopt_tdm(*slice, now),
+        };
         self.relay.counts.commands = self.relay.counts.commands.wrapping_add(1);
         match cmd {
             DataplaneCmd::Add(spec) => match self.relay.add(spec, now) {
@@ -137,11 +145,45 @@ impl EpollWorker {
                 }
             }
             DataplaneCmd::Remove { key, .. } => self.remove(key),
-            // TDM channels are not run by the workers yet (being integrated).
-            DataplaneCmd::Signal { channel, .. } => {
-                tracing::debug!(%channel, "signal for a channel this worker does not run");
-            }
+            DataplaneCmd::Signal {
+                channel, signal, ..
+            } => self.relay.tdm.signal(&channel, &signal),
         }
+    }
+
+    /// Runs the TDM frames due and sends the packets they produced.
+    fn frames(&mut self, now: Instant) {
+        if self.relay.run_frames(now, &mut self.tdm_tx) == 0 {
+            return;
+        }
+        for i in 0..self.tdm_tx.len() {
+            let Some((tx, bytes)) = self.tdm_tx.get(i) else {
+                continue;
+            };
+            let Some((fd, _)) = self.relay.fds(tx.slot) else {
+                self.relay.counts.send_failed(libc::EBADF);
+                continue;
+            };
+            if bytes.len() > BUF {
+                self.relay.counts.send_failed(libc::EMSGSIZE);
+                continue;
+            }
+            if self.out.n == BATCH {
+                flush(&mut self.out, &mut self.relay.counts);
+            }
+            let k = self.out.n;
+            self.out.bufs[k][..bytes.len()].copy_from_slice(bytes);
+            self.out.fds[k] = fd;
+            self.out.lens[k] = bytes.len();
+            self.out.ctrl_lens[k] = match tx.src {
+                Some(ip) => encode_pktinfo(&mut self.out.ctrls[k], ip),
+                None => 0,
+            };
+            self.out.addrs.push(SockAddr::from(tx.to));
+            self.out.n += 1;
+        }
+        flush(&mut self.out, &mut self.relay.counts);
+        self.ctx.publish_frames(&self.relay);
     }
 
     fn remove(&mut self, key: crate::api::ConnKey) {
@@ -170,11 +212,18 @@ impl EpollWorker {
             if now >= self.next_tick {
                 self.tick(now);
             }
+            self.frames(now);
             let timeout_ms = if more_cmds {
                 0
             } else {
-                let left = self.next_tick.saturating_duration_since(Instant::now());
-                i32::try_from(left.as_millis()).unwrap_or(100).max(1)
+                let mut until = self.next_tick;
+                if let Some(frame) = self.relay.tdm.deadline() {
+                    until = until.min(frame);
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                // Rounded up: waking early would only spin until the deadline.
+                let ms = left.as_micros().div_ceil(1000);
+                i32::try_from(ms).unwrap_or(100)
             };
             // SAFETY: `events` is a live array of the length passed.
             let n = unsafe {

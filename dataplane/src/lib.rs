@@ -1,10 +1,13 @@
-//! # mgw-dataplane — pinned workers relaying RTP
+//! # mgw-dataplane — pinned workers relaying RTP and running TDM channels
 //!
 //! ## What this crate owns
 //! The media sockets (handed over in [`ConnSpec`]), one I/O ring (or epoll instance) per
-//! worker thread, and all per-connection media state: source checks, RTP header
-//! rewriting, RFC 3550 receive statistics and periodic RTCP reports. It knows nothing of
-//! MGCP; the control plane talks to it only through the owned messages in [`api`].
+//! worker thread, all per-connection media state (source checks, RTP header rewriting,
+//! RFC 3550 receive statistics, periodic RTCP reports) and, when
+//! [`DataplaneConfig::tdm`] is set, the TDM channels (`mgw_tdm`) with one media engine
+//! (`mgw_media::engine::ChannelEngine`) per channel, transcoding between the line and the
+//! channel's RTP connections. It knows nothing of MGCP; the control plane talks to it only
+//! through the owned messages in [`api`].
 //!
 //! ## Threading contract
 //! [`Dataplane::start`] spawns N workers (default: one per core in the process's
@@ -19,12 +22,18 @@
 //! relaxed atomic stores by the owning worker, reads by anyone.
 //!
 //! ## The run loop (per worker)
-//! 1. drain at most [`worker::CMDS_PER_PASS`] commands (Add/Modify/Remove);
+//! 1. drain at most [`worker::CMDS_PER_PASS`] commands (Add/Modify/Remove/Signal, and
+//!    TDM slices handed over);
 //! 2. run the 100 ms tick when due (RTP timeouts, RTCP reports every ~5 s, randomised);
-//! 3. io_uring: push submissions (re-arms, sends), one `submit_and_wait`, then drain the
-//!    whole completion queue, dispatching on `user_data` (slot, socket kind, op; the
-//!    eventfd and the timer have reserved values). epoll: `epoll_wait`, then
-//!    `recvmmsg` per readable socket and `sendmmsg` per destination socket.
+//! 3. run the TDM frames due (if the worker owns channels): per frame, every owned channel
+//!    is read, ticked through its engine and written, then the crossover buses tick; the
+//!    RTP packets the engines produce are sent from their connections' sockets;
+//! 4. io_uring: push submissions (re-arms, sends), one `submit_and_wait` (bounded by the
+//!    next TDM frame deadline through the `io_uring_enter` timeout argument), then drain
+//!    the whole completion queue, dispatching on `user_data` (slot, socket kind, op; the
+//!    eventfd and the timer have reserved values). epoll: `epoll_wait` (its timeout bounded
+//!    by the next tick or frame deadline, rounded up to the millisecond), then `recvmmsg`
+//!    per readable socket and `sendmmsg` per destination socket.
 //!
 //! The per-packet decision ([`relay::Relay::on_rtp`]) is backend independent and does
 //! not allocate: parse, source check, payload-type mapping, statistics, mode rules, and
@@ -32,6 +41,29 @@
 //! timestamp so the far end sees one stream). A removed connection's outstanding ring
 //! operations are cancelled and its slot is reused only after their completions arrive;
 //! its sockets are closed before [`DataplaneEvent::Removed`] is sent.
+//!
+//! ## TDM channels
+//! A connection with [`ConnSpec::channel`] terminates on that channel instead of being
+//! relayed: it joins no relay group; a received packet passes the same source check and
+//! statistics and then goes to the channel's engine (`on_rtp`) — the only cost on the
+//! relay path is one branch on the connection. Its codec comes from
+//! [`ConnSpec::payloads`] (first entry that is not telephone-event or CN; telephone-event
+//! and CN payload types when present), [`ConnSpec::fmtp`], [`ConnSpec::ptime_ms`] and
+//! [`ConnSpec::dtmf`]; a codec the engine cannot run leaves the connection inactive
+//! (logged, counted in [`WorkerStats::tdm_setup_errors`], its packets dropped as `mode`).
+//! Engine packets update the connection's [`ConnCounters`] and RTCP sender state and are
+//! sent from its RTP socket (with its source address), through a reused batch buffer.
+//! [`DataplaneCmd::Signal`] plays digits or a tone toward the line; the engines' digit and
+//! signal-done events become [`DataplaneEvent::Digit`] and [`DataplaneEvent::SignalDone`].
+//!
+//! Placement: the configuration is cut at start into *slices* (channel index k of a lone
+//! span, or of both spans of a crossover pair), each opened once. The first command that
+//! names a channel hands its slice to the worker that command is routed to (ahead of the
+//! command, on the same queue); the slice stays there. Both channels of a pair must
+//! therefore be given the same group by the control plane (`ds/e1-1/N` and `ds/e1-2/N`:
+//! group `1000 + N`). Every channel of an owned slice has an engine, so digits are
+//! detected on a line before it has a connection. A worker's frames follow a drift-free
+//! `mgw_tdm::FrameClock` started at its first slice ([`WorkerStats::tdm_frames`]).
 //!
 //! ## Local addresses on wildcard binds
 //! A [`PortPool`] on `0.0.0.0`/`::` enables `IP_PKTINFO`/`IPV6_RECVPKTINFO`. Both
@@ -77,6 +109,7 @@ pub mod rtcp;
 pub mod rtp;
 pub mod stats;
 mod sys;
+mod tdm;
 mod uring;
 pub mod worker;
 
@@ -86,15 +119,17 @@ pub use stats::{DropCounts, WorkerStats};
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::sys::Waker;
+use crate::tdm::{Placement, TdmPool};
+use crate::worker::WorkerMsg;
 
 struct WorkerHandle {
-    tx: Sender<DataplaneCmd>,
+    tx: Sender<WorkerMsg>,
     waker: Arc<Waker>,
     stop: Arc<AtomicBool>,
     stats: Arc<stats::SharedStats>,
@@ -107,6 +142,9 @@ pub struct Dataplane {
     events: Receiver<DataplaneEvent>,
     dropped_events: Arc<AtomicU64>,
     backend: Backend,
+    /// TDM slices not yet handed to a worker, and where the others went. Locked only by
+    /// [`Dataplane::send`] for commands that name a channel; workers never see it.
+    tdm: Option<Mutex<TdmPool>>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -127,6 +165,15 @@ fn cmd_group(cmd: &DataplaneCmd) -> GroupId {
     }
 }
 
+/// The TDM channel a command names, if any.
+fn cmd_channel(cmd: &DataplaneCmd) -> Option<&str> {
+    match cmd {
+        DataplaneCmd::Add(spec) => spec.channel.as_deref(),
+        DataplaneCmd::Signal { channel, .. } => Some(channel),
+        DataplaneCmd::Modify { .. } | DataplaneCmd::Remove { .. } => None,
+    }
+}
+
 impl Dataplane {
     /// Chooses the backend, spawns (and optionally pins) the workers and waits until each
     /// has set up its ring or epoll instance.
@@ -144,6 +191,23 @@ impl Dataplane {
     }
 
     fn start_with(config: &DataplaneConfig, backend: Backend) -> io::Result<Dataplane> {
+        let tone_set = tdm::tone_set(&config.tone_set).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "unknown tone set {:?} (etsi, north-america)",
+                    config.tone_set
+                ),
+            )
+        })?;
+        let tdm = match &config.tdm {
+            Some(cfg) => {
+                let slices = tdm::build_slices(cfg)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+                Some(Mutex::new(TdmPool::new(slices)))
+            }
+            None => None,
+        };
         let cores = if config.pin {
             core_affinity::get_core_ids().unwrap_or_default()
         } else {
@@ -166,6 +230,7 @@ impl Dataplane {
             events: ev_rx,
             dropped_events,
             backend,
+            tdm,
         };
         let mut pinned = 0;
         for index in 0..n {
@@ -186,6 +251,7 @@ impl Dataplane {
                 dropped_events: Arc::clone(&dp.dropped_events),
                 stats: Arc::clone(&stats),
                 started: std::time::Instant::now(),
+                tone_set,
             };
             let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
             let join = std::thread::Builder::new()
@@ -220,18 +286,48 @@ impl Dataplane {
 
     /// Queues a command for the worker owning its group (`group % workers`) and wakes
     /// it. Never blocks: gives the command back when that worker's queue is full.
+    ///
+    /// The first command naming a TDM channel (an `Add` with [`ConnSpec::channel`], or a
+    /// `Signal`) first hands that channel's slice (the channel and its crossover partner)
+    /// to the same worker, which runs it from then on (see the crate docs).
     pub fn send(&self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd> {
         let n = self.workers.len().max(1);
         let idx = cmd_group(&cmd).0 as usize % n;
         let Some(w) = self.workers.get(idx) else {
             return Err(cmd);
         };
-        match w.tx.try_send(cmd) {
+        if let (Some(pool), Some(channel)) = (&self.tdm, cmd_channel(&cmd)) {
+            let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+            match pool.place(channel, idx) {
+                Placement::Adopt(i, slice) => {
+                    if let Err(e) = w.tx.try_send(WorkerMsg::Adopt(slice)) {
+                        if let WorkerMsg::Adopt(slice) = e.into_inner() {
+                            pool.unplace(i, slice);
+                        }
+                        return Err(cmd);
+                    }
+                    w.waker.wake();
+                }
+                Placement::Elsewhere(other) => tracing::warn!(
+                    %channel,
+                    worker = idx,
+                    runs_on = other,
+                    "command for a TDM channel routed to another worker than its slice \
+                     (give both channels of a crossover pair the same group)"
+                ),
+                Placement::Placed | Placement::Unknown => {}
+            }
+        }
+        match w.tx.try_send(WorkerMsg::Cmd(cmd)) {
             Ok(()) => {
                 w.waker.wake();
                 Ok(())
             }
-            Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => Err(c),
+            Err(e) => match e.into_inner() {
+                WorkerMsg::Cmd(c) => Err(c),
+                // Not reachable: a command was sent.
+                WorkerMsg::Adopt(_) => Ok(()),
+            },
         }
     }
 

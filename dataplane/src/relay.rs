@@ -30,10 +30,13 @@ use crate::api::{
 use crate::rtcp::{build_report, parse_rtcp, ReportData, SenderData};
 use crate::rtp::{to_rtp_units, Header, OutStream, RecvStats, SeqVerdict};
 use crate::stats::{DropCounts, WorkerCounts};
+use crate::tdm::{TdmLink, TdmMedia, TdmRunner, TdmSlice, TxBatch};
 
 /// Most destinations one received packet can be forwarded to (legs in a group - 1).
 pub const MAX_FANOUT: usize = 16;
 const NO_CODEC: u16 = u16::MAX;
+/// `Conn::group` of a connection that terminates on a TDM channel (in no relay group).
+const NO_GROUP: usize = usize::MAX;
 /// Clock rate assumed when a connection has no payload table.
 const DEFAULT_CLOCK: u32 = 8000;
 /// Mean RTCP report interval (RFC 3550 minimum), randomised by ±50 %.
@@ -189,6 +192,8 @@ struct Conn {
     next_rtcp: Instant,
     last_sr: Option<(u32, Instant)>,
     closing: bool,
+    /// The TDM channel this connection terminates on (`None`: relayed in its group).
+    tdm: Option<TdmLink>,
 }
 
 impl Conn {
@@ -260,6 +265,8 @@ pub struct Relay {
     epoch_ntp: u64,
     rng: u64,
     rtcp_buf: [u8; 512],
+    /// This worker's TDM channels and their engines.
+    pub(crate) tdm: TdmRunner,
     /// This worker's counters (plain integers; the backend publishes them on the tick).
     pub(crate) counts: WorkerCounts,
 }
@@ -278,7 +285,9 @@ impl Relay {
     ) -> Relay {
         let since_unix = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
         let epoch_ntp = duration_to_ntp(since_unix + Duration::from_secs(NTP_UNIX_OFFSET));
+        let tdm = TdmRunner::new(events.clone(), Arc::clone(&dropped_events));
         Relay {
+            tdm,
             conns: Vec::new(),
             free: Vec::new(),
             keys: HashMap::new(),
@@ -308,12 +317,16 @@ impl Relay {
         self.counts.drops
     }
 
-    fn random_interval(&mut self) -> Duration {
-        // xorshift64: cheap jitter for RTCP timing, not for security.
+    fn random(&mut self) -> u64 {
+        // xorshift64: cheap jitter for RTCP timing and RTP starting points, not for security.
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1000) as u32; // 0..1000 → 0.5..1.5 × interval
+        self.rng
+    }
+
+    fn random_interval(&mut self) -> Duration {
+        let frac = (self.random() % 1000) as u32; // 0..1000 → 0.5..1.5 × interval
         RTCP_INTERVAL / 2 + RTCP_INTERVAL * frac / 1000
     }
 
@@ -359,6 +372,7 @@ impl Relay {
             return Err(spec);
         }
         let group = match self.group_ids.get(&spec.group) {
+            _ if spec.channel.is_some() => NO_GROUP,
             Some(&g) => g,
             None => {
                 let g = Group {
@@ -380,7 +394,17 @@ impl Relay {
             }
         };
         let next_rtcp = now + self.random_interval();
-        let spec = *spec;
+        let seed = self.random();
+        let mut spec = *spec;
+        let media = spec.channel.take().map(|channel| TdmMedia {
+            channel,
+            payloads: spec.payloads.clone(),
+            fmtp: std::mem::take(&mut spec.fmtp),
+            ptime_ms: spec.ptime_ms,
+            dtmf: spec.dtmf,
+            mode: spec.mode,
+            ssrc: spec.ssrc,
+        });
         let mut conn = Conn {
             key: spec.key,
             group,
@@ -410,18 +434,23 @@ impl Relay {
             next_rtcp,
             last_sr: None,
             closing: false,
+            tdm: None,
         };
         conn.set_payloads(&spec.payloads, &mut self.codecs);
         let slot = match self.free.pop() {
-            Some(s) => {
-                self.conns[s] = Some(conn);
-                s
-            }
+            Some(s) => s,
             None => {
-                self.conns.push(Some(conn));
+                self.conns.push(None);
                 self.conns.len() - 1
             }
         };
+        if let Some(m) = media {
+            // Random starting points (RFC 3550 §5.1) from the worker's generator.
+            let link = self.tdm.attach(slot, m, seed as u16, (seed >> 32) as u32);
+            conn.out_clock = link.clock;
+            conn.tdm = Some(link);
+        }
+        self.conns[slot] = Some(conn);
         self.keys.insert(spec.key, slot);
         if let Some(Some(g)) = self.groups.get_mut(group) {
             g.members.push(slot);
@@ -458,6 +487,12 @@ impl Relay {
             conn.last_activity = now;
             conn.timed_out = false;
         }
+        if conn.tdm.is_some() {
+            if let Some(link) = self.tdm.update(slot, update, conn.mode) {
+                conn.out_clock = link.clock;
+                conn.tdm = Some(link);
+            }
+        }
         Some(slot)
     }
 
@@ -468,6 +503,9 @@ impl Relay {
         let slot = self.keys.remove(&key)?;
         let conn = self.conns.get_mut(slot)?.as_mut()?;
         conn.closing = true;
+        if let Some(link) = conn.tdm {
+            self.tdm.detach(slot, link);
+        }
         let g = conn.group;
         if let Some(Some(group)) = self.groups.get_mut(g) {
             group.members.retain(|&m| m != slot);
@@ -615,6 +653,15 @@ impl Relay {
         }
         if verdict == SeqVerdict::Bad {
             tracing::trace!(key = conn.key.0, seq, "sequence jump held back");
+        }
+        if let Some(link) = conn.tdm {
+            // Terminates on a TDM channel: the engine decodes it (or loops it back).
+            if link.active && (conn.mode.receives() || conn.mode.echoes()) {
+                self.tdm.on_rtp(link, slot, now, pkt);
+            } else {
+                count_drop(Some(conn), drops, Why::Mode);
+            }
+            return;
         }
         if conn.mode.echoes() {
             out.push(Tx {
@@ -766,6 +813,41 @@ impl Relay {
         c.local_rtcp.or(c.local_rtp)
     }
 
+    /// Takes ownership of a TDM slice handed over by the control side.
+    pub(crate) fn adopt_tdm(&mut self, slice: TdmSlice, now: Instant) {
+        self.tdm.adopt(slice, now);
+    }
+
+    /// Runs the TDM frames due at `now`. The RTP packets the channel engines produce are
+    /// left in `batch` (cleared first) for the backend to send from each connection's RTP
+    /// socket; the connections' counters and RTCP sender state are updated here. Returns
+    /// the number of frames run.
+    pub(crate) fn run_frames(&mut self, now: Instant, batch: &mut TxBatch) -> u32 {
+        batch.clear();
+        let conns = &mut self.conns;
+        self.tdm.run(now, &mut |id, pkt| {
+            let Some(Some(c)) = conns.get_mut(id as usize) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            let Some(to) = c.rtp_dest() else {
+                return;
+            };
+            let Ok(p) = RtpPacket::parse(pkt) else {
+                return;
+            };
+            if c.tdm.is_some_and(|l| l.audio_pt == p.payload_type()) {
+                c.out.record(p.sequence_number(), p.timestamp(), now);
+            }
+            let payload_len = p.payload_len() as u64;
+            batch.push(id as usize, to, c.local_rtp, pkt);
+            bump(&mut c.c.packets_sent, &c.counters.packets_sent, 1);
+            bump(&mut c.c.octets_sent, &c.counters.octets_sent, payload_len);
+        })
+    }
+
     /// The periodic tick (call every ~100 ms): RTP timeouts and due RTCP reports. Each
     /// report is handed to `send(slot, to, bytes)` for the slot's RTCP socket.
     pub fn tick(&mut self, now: Instant, mut send: impl FnMut(usize, SocketAddr, &[u8])) {
@@ -867,6 +949,10 @@ mod tests {
             ssrc: 0x100 + key,
             rtp_timeout: None,
             counters: Arc::new(ConnCounters::default()),
+            channel: None,
+            ptime_ms: 20,
+            fmtp: Vec::new(),
+            dtmf: Default::default(),
         })
     }
 

@@ -249,6 +249,16 @@ impl OutStream {
         (seq, ts)
     }
 
+    /// Records a packet sent with sequence number `seq` and timestamp `ts` at `now` by a
+    /// source that numbers its own packets (a TDM channel's engine), for sender reports.
+    pub fn record(&mut self, seq: u16, ts: u32, now: Instant) {
+        if self.last_at.is_none() || seq_delta(seq, self.last_seq) > 0 {
+            self.last_seq = seq;
+        }
+        self.last_ts = ts;
+        self.last_at = Some(now);
+    }
+
     /// The RTP timestamp corresponding to `now` (for sender reports).
     pub fn rtp_time_at(&self, now: Instant, clock_rate: u32) -> u32 {
         match self.last_at {

@@ -10,6 +10,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::tdm::TdmCounts;
+
 /// Dropped datagrams by reason. Every drop is counted under exactly one reason.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DropCounts {
@@ -79,6 +81,18 @@ pub struct WorkerStats {
     /// Wall time since the worker started, nanoseconds, read together with `cpu_ns`:
     /// load = Δ`cpu_ns` / Δ`wall_ns` between two snapshots.
     pub wall_ns: u64,
+    /// TDM channels this worker runs.
+    pub tdm_channels: u64,
+    /// TDM frames run (published after every frame pass, not only on the tick).
+    pub tdm_frames: u64,
+    /// TDM frames skipped because the worker fell too far behind the frame clock.
+    pub tdm_frames_skipped: u64,
+    /// TDM connections left inactive: channel not run by this worker, or media the
+    /// channel engine cannot handle (unsupported codec, ptime, payload types); also
+    /// signals for channels not run here.
+    pub tdm_setup_errors: u64,
+    /// TDM channel read/write errors.
+    pub tdm_io_errors: u64,
 }
 
 /// Worker-local counters: plain integers on the packet path, published on the tick.
@@ -152,12 +166,29 @@ pub(crate) struct SharedStats {
     loop_passes: AtomicU64,
     cpu_ns: AtomicU64,
     wall_ns: AtomicU64,
+    tdm_channels: AtomicU64,
+    tdm_frames: AtomicU64,
+    tdm_frames_skipped: AtomicU64,
+    tdm_setup_errors: AtomicU64,
+    tdm_io_errors: AtomicU64,
 }
 
 impl SharedStats {
     /// Publishes the worker's counters (called by the owning worker only).
-    pub(crate) fn publish(&self, c: &WorkerCounts, connections: usize, cpu_ns: u64, wall_ns: u64) {
+    pub(crate) fn publish(
+        &self,
+        c: &WorkerCounts,
+        tdm: &TdmCounts,
+        connections: usize,
+        cpu_ns: u64,
+        wall_ns: u64,
+    ) {
         let w = |a: &AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        w(&self.tdm_channels, tdm.channels);
+        w(&self.tdm_frames_skipped, tdm.skipped);
+        w(&self.tdm_setup_errors, tdm.setup_errors);
+        w(&self.tdm_io_errors, tdm.io_errors);
+        self.publish_frames(tdm.frames);
         w(&self.rx_packets, c.rx_packets);
         w(&self.rx_bytes, c.rx_bytes);
         w(&self.tx_packets, c.tx_packets);
@@ -175,6 +206,11 @@ impl SharedStats {
         w(&self.loop_passes, c.loop_passes);
         w(&self.cpu_ns, cpu_ns);
         w(&self.wall_ns, wall_ns);
+    }
+
+    /// Publishes the TDM frame count (after every frame pass).
+    pub(crate) fn publish_frames(&self, frames: u64) {
+        self.tdm_frames.store(frames, Ordering::Relaxed);
     }
 
     /// A plain copy (each field read once, relaxed).
@@ -201,6 +237,11 @@ impl SharedStats {
             loop_passes: r(&self.loop_passes),
             cpu_ns: r(&self.cpu_ns),
             wall_ns: r(&self.wall_ns),
+            tdm_channels: r(&self.tdm_channels),
+            tdm_frames: r(&self.tdm_frames),
+            tdm_frames_skipped: r(&self.tdm_frames_skipped),
+            tdm_setup_errors: r(&self.tdm_setup_errors),
+            tdm_io_errors: r(&self.tdm_io_errors),
         }
     }
 }
@@ -224,8 +265,27 @@ mod tests {
         c.commands = 3;
         c.loop_passes = 9;
         let s = SharedStats::default();
-        s.publish(&c, 2, 5_000, 10_000);
+        let tdm = TdmCounts {
+            frames: 50,
+            skipped: 1,
+            channels: 2,
+            setup_errors: 3,
+            io_errors: 4,
+        };
+        s.publish(&c, &tdm, 2, 5_000, 10_000);
         let snap = s.snapshot(1);
+        assert_eq!(
+            (
+                snap.tdm_frames,
+                snap.tdm_frames_skipped,
+                snap.tdm_channels,
+                snap.tdm_setup_errors,
+                snap.tdm_io_errors
+            ),
+            (50, 1, 2, 3, 4)
+        );
+        s.publish_frames(51);
+        assert_eq!(s.snapshot(1).tdm_frames, 51);
         assert_eq!(
             (
                 snap.worker,

@@ -27,7 +27,8 @@ use crate::api::{ConnKey, DataplaneCmd};
 use crate::relay::{Fanout, Relay};
 use crate::rtp::write_header;
 use crate::sys::{encode_pktinfo, parse_pktinfo, sockaddr_from_bytes, CmsgBuf, CMSG_BUF};
-use crate::worker::{WorkerCtx, STOP_GRACE, TICK};
+use crate::tdm::TxBatch;
+use crate::worker::{WorkerCtx, WorkerMsg, STOP_GRACE, TICK};
 
 const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 8192;
@@ -198,6 +199,8 @@ pub(crate) struct UringWorker {
     rearm_list: Vec<usize>,
     cqes: Vec<(u64, i32, u32)>,
     fanout: Fanout,
+    /// RTP packets of the last TDM frame pass.
+    tdm_tx: TxBatch,
     relay: Relay,
     ctx: WorkerCtx,
     next_tick: Instant,
@@ -253,6 +256,7 @@ impl UringWorker {
             rearm_list: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             fanout: Fanout::new(),
+            tdm_tx: TxBatch::new(),
             relay,
             ctx,
             next_tick: Instant::now() + TICK,
@@ -372,7 +376,11 @@ impl UringWorker {
         self.free_sends.push(s);
     }
 
-    fn handle_cmd(&mut self, cmd: DataplaneCmd, now: Instant) {
+    fn handle_cmd(&mut self, msg: WorkerMsg, now: Instant) {
+        let cmd = match msg {
+            WorkerMsg::Cmd(c) => c,
+            WorkerMsg::Adopt(slice) => return self.relay.adopt_tdm(*slice, now),
+        };
         self.relay.counts.commands = self.relay.counts.commands.wrapping_add(1);
         match cmd {
             DataplaneCmd::Add(spec) => match self.relay.add(spec, now) {
@@ -392,11 +400,41 @@ impl UringWorker {
                 }
             }
             DataplaneCmd::Remove { key, .. } => self.remove(key),
-            // TDM channels are not run by the workers yet (being integrated).
-            DataplaneCmd::Signal { channel, .. } => {
-                tracing::debug!(%channel, "signal for a channel this worker does not run");
-            }
+            DataplaneCmd::Signal {
+                channel, signal, ..
+            } => self.relay.tdm.signal(&channel, &signal),
         }
+    }
+
+    /// Runs the TDM frames due and sends the packets they produced.
+    fn frames(&mut self, now: Instant) {
+        if self.relay.run_frames(now, &mut self.tdm_tx) == 0 {
+            return;
+        }
+        for i in 0..self.tdm_tx.len() {
+            let Some((tx, bytes)) = self.tdm_tx.get(i) else {
+                continue;
+            };
+            let Some((fd, _)) = self.relay.fds(tx.slot) else {
+                self.relay.counts.send_failed(libc::EBADF);
+                continue;
+            };
+            let n = bytes.len();
+            if n > BUF_SIZE {
+                self.relay.counts.send_failed(libc::EMSGSIZE);
+                continue;
+            }
+            let Some(s) = self.take_send(tx.slot, false) else {
+                continue;
+            };
+            // `bytes` borrows `tdm_tx`, a field apart from the send slots.
+            if let Some((_, bytes)) = self.tdm_tx.get(i) {
+                self.sends[s].buf[..n].copy_from_slice(bytes);
+            }
+            let ptr = self.sends[s].buf.as_mut_ptr();
+            self.submit_send(s, fd, tx.to, tx.src, ptr, n);
+        }
+        self.ctx.publish_frames(&self.relay);
     }
 
     fn remove(&mut self, key: ConnKey) {
@@ -450,6 +488,7 @@ impl UringWorker {
             if now >= self.next_tick {
                 self.tick(now);
             }
+            self.frames(now);
             self.rearm();
             self.bufs.publish();
             if let Some(deadline) = self.stop_deadline {
@@ -467,10 +506,18 @@ impl UringWorker {
                 }
             }
             let want = usize::from(!more_cmds);
-            let r = if self.stop_deadline.is_some() {
+            // The next TDM frame bounds the wait (the 100 ms timer op covers the tick).
+            let frame_wait = self
+                .relay
+                .tdm
+                .deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let r = if self.stop_deadline.is_some() || frame_wait.is_some() {
                 // Bounded waits while stopping, so the grace deadline is always checked.
-                let ts = types::Timespec::from(TICK);
+                let wait = frame_wait.map_or(TICK, |d| d.min(TICK));
+                let ts = types::Timespec::from(wait);
                 let args = types::SubmitArgs::new().timespec(&ts);
+                let want = if wait.is_zero() { 0 } else { want };
                 self.ring.submitter().submit_with_args(want, &args)
             } else {
                 self.ring.submit_and_wait(want)

@@ -12,6 +12,7 @@ use crate::api::{Backend, BackendChoice, DataplaneCmd, DataplaneEvent};
 use crate::relay::Relay;
 use crate::stats::SharedStats;
 use crate::sys::Waker;
+use crate::tdm::TdmSlice;
 
 /// Commands handled per loop pass at most (the rest wait for the next pass).
 pub const CMDS_PER_PASS: usize = 256;
@@ -20,10 +21,20 @@ pub const TICK: Duration = Duration::from_millis(100);
 /// How long a stopping worker waits for outstanding I/O to complete.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// What travels on a worker's queue: control-plane commands, and TDM slices handed
+/// over ahead of the first command that names one of their channels.
+#[derive(Debug)]
+pub(crate) enum WorkerMsg {
+    /// A command from the control plane.
+    Cmd(DataplaneCmd),
+    /// Take ownership of (and from now on clock) these TDM channels.
+    Adopt(Box<TdmSlice>),
+}
+
 /// What a worker thread is given.
 pub(crate) struct WorkerCtx {
     pub(crate) index: usize,
-    pub(crate) rx: Receiver<DataplaneCmd>,
+    pub(crate) rx: Receiver<WorkerMsg>,
     pub(crate) waker: Arc<Waker>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) events: Sender<DataplaneEvent>,
@@ -32,16 +43,20 @@ pub(crate) struct WorkerCtx {
     pub(crate) stats: Arc<SharedStats>,
     /// When the worker was created (the origin of [`crate::WorkerStats::wall_ns`]).
     pub(crate) started: Instant,
+    /// Tone plan of the TDM channel engines.
+    pub(crate) tone_set: mgw_media::tone::ToneSet,
 }
 
 impl WorkerCtx {
     pub(crate) fn relay(&self) -> Relay {
-        Relay::new(
+        let mut r = Relay::new(
             self.events.clone(),
             Arc::clone(&self.dropped_events),
             Instant::now(),
             SystemTime::now(),
-        )
+        );
+        r.tdm.set_tone_set(self.tone_set);
+        r
     }
 
     /// Publishes the relay's counters, the connection count and this thread's CPU
@@ -49,7 +64,13 @@ impl WorkerCtx {
     pub(crate) fn publish(&self, relay: &Relay) {
         let cpu = crate::sys::thread_cpu_ns();
         let wall = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.stats.publish(&relay.counts, relay.len(), cpu, wall);
+        self.stats
+            .publish(&relay.counts, &relay.tdm.counts, relay.len(), cpu, wall);
+    }
+
+    /// Publishes the TDM frame count (after each frame pass; see `WorkerStats::tdm_frames`).
+    pub(crate) fn publish_frames(&self, relay: &Relay) {
+        self.stats.publish_frames(relay.tdm.counts.frames);
     }
 
     pub(crate) fn stopping(&self) -> bool {
@@ -57,7 +78,7 @@ impl WorkerCtx {
     }
 
     /// Takes up to [`CMDS_PER_PASS`] commands; returns whether more are waiting.
-    pub(crate) fn drain(&self, mut f: impl FnMut(DataplaneCmd)) -> bool {
+    pub(crate) fn drain(&self, mut f: impl FnMut(WorkerMsg)) -> bool {
         for _ in 0..CMDS_PER_PASS {
             match self.rx.try_recv() {
                 Ok(cmd) => f(cmd),

@@ -42,6 +42,10 @@ fn add(dp: &Dataplane, key: u32, ports: RtpPorts, remote: SocketAddr, pt: Payloa
         ssrc: 0x7000 + key,
         rtp_timeout: None,
         counters: Arc::new(ConnCounters::default()),
+        channel: None,
+        ptime_ms: 20,
+        fmtp: Vec::new(),
+        dtmf: Default::default(),
     };
     dp.send(DataplaneCmd::Add(Box::new(spec)))
         .expect("queue has room");

@@ -92,6 +92,10 @@ fn dataplane_churn(backend: BackendChoice) {
             ssrc: i,
             rtp_timeout: None,
             counters: Arc::new(ConnCounters::default()),
+            channel: None,
+            ptime_ms: 20,
+            fmtp: Vec::new(),
+            dtmf: Default::default(),
         };
         dp.send(DataplaneCmd::Add(Box::new(spec))).unwrap();
         if i % 10 == 0 {

@@ -55,13 +55,38 @@ for ((i = 0; i < bridges; i++)); do
     echo "$((gen + 4 * i + 2)) $((gen + 4 * i)) $((2 * i))"
 done >"$direct_map"
 
-# search NAME MAP LO HI : zero-loss search; sets RATE (0 on failure); trials in $WORK/NAME.trials
+# trial NAME MAP RATE : one trial, appended to $WORK/NAME.trials; 0 if it passed
+trial() {
+    timeout 60 "$BLAST" --map "$2" --cpu "$GEN_CPU" --rate "$3" --duration "$duration" --retries 0 \
+        >>"$WORK/$1.trials" 2>&1
+}
+
+# search NAME MAP LO HI RESTART : zero-loss bisection; sets RATE (0 on failure).
+# After a failed trial the system is restarted (RESTART is a command; it rewrites MAP): some
+# systems do not recover from overload (userspace rtpengine stops forwarding altogether), and
+# every trial should time the system, not the aftermath of the previous one. A failed rate is
+# tried $retries more time(s) on a fresh instance before it counts as failed.
 search() {
-    local name=$1 map=$2 lo=$3 hi=$4
-    timeout 240 "$BLAST" --map "$map" --cpu "$GEN_CPU" --search "$lo:$hi" --duration "$duration" \
-        --precision "$precision" --retries "$retries" >"$WORK/$name.trials" 2>&1
-    RATE=$(sed -n 's/^zero_loss_pps=//p' "$WORK/$name.trials")
-    RATE=${RATE:-0}
+    local name=$1 map=$2 lo=$3 hi=$4 restart=$5 mid
+    : >"$WORK/$name.trials"
+    passes() { # passes RATE
+        local k
+        for ((k = 0; k <= retries; k++)); do
+            trial "$name" "$map" "$1" && return 0
+            $restart || return 1
+        done
+        return 1
+    }
+    while ! passes "$lo"; do
+        hi=$lo lo=$((lo / 2))
+        if [ "$lo" -lt 1000 ]; then RATE=0; log "$name: no rate passes"; return; fi
+    done
+    while [ $((hi - lo)) -gt $((lo * precision / 100)) ] && [ $((hi - lo)) -gt 500 ]; do
+        mid=$(((lo + hi) / 2))
+        if passes "$mid"; then lo=$mid; else hi=$mid; fi
+    done
+    RATE=$lo
+    echo "zero_loss_pps=$RATE" >>"$WORK/$name.trials"
     log "$name: zero-loss $RATE pps ($(grep -c '^trial' "$WORK/$name.trials") trials)"
 }
 
@@ -77,7 +102,7 @@ one_trial() {
 
 # ---- generator ceiling: the generator looped onto itself, no relay ----------
 log "calibrating the generator alone (direct loop, core $GEN_CPU)"
-search generator "$direct_map" 20000 1500000
+search generator "$direct_map" 20000 1500000 true
 GEN_MAX=$RATE
 [ "$GEN_MAX" -gt 0 ] || { log "the generator could not run at all"; cat "$WORK/generator.trials" >&2; exit 1; }
 hi=$((GEN_MAX * 105 / 100))
@@ -123,6 +148,13 @@ set_up() {
     esac
 }
 
+# restart SYSTEM : stop the running instance, start a fresh one with the same bridges.
+restart() {
+    stop_pid "$SYS_PID"; stop_pid "$CA_PID"
+    SYS_PID="" CA_PID=""
+    set_up "$1" >>"$WORK/$1.setup.log" 2>&1
+}
+
 # mgw-io_uring goes first: its rate sets the delay-trial rate for everyone.
 ordered="$(for s in $systems; do [ "$s" = mgw-io_uring ] && echo "$s"; done; for s in $systems; do [ "$s" = mgw-io_uring ] || echo "$s"; done)"
 for s in $ordered; do
@@ -132,7 +164,7 @@ for s in $ordered; do
         STATUS[$s]="set-up failed"; RES[$s]=0
         stop_pid "$SYS_PID"; stop_pid "$CA_PID"; continue
     fi
-    search "$s" "$WORK/$s.map" "$lo" "$hi"
+    search "$s" "$WORK/$s.map" "$lo" "$hi" "restart $s"
     RES[$s]=$RATE
     if [ "$s" = mgw-io_uring ] || { [ "$delay_rate" -eq 0 ] && [ "$RATE" -gt 0 ]; }; then
         MGW_RATE=$RATE

@@ -75,7 +75,11 @@ fn u(v: &Value) -> u64 {
 }
 
 /// The checks both modes share: 4 calls, all completed, every packet through, sane delay.
-fn check_clean_run(code: i32, r: &Value, stdout: &str, codec: &str) {
+/// `relayed` is true where the gateway forwards our packets as they are (a bridge): then
+/// every packet must come back exactly once and match its send. A TDM path re-originates
+/// the stream from its own clock (silence before our audio arrives and after it stops),
+/// so there received ≈ sent is the test.
+fn check_clean_run(code: i32, r: &Value, stdout: &str, codec: &str, relayed: bool) {
     let s = &r["summary"];
     assert_eq!(code, 0, "exit code; report:\n{stdout}");
     assert_eq!(u(&s["calls_attempted"]), 4, "{stdout}");
@@ -85,18 +89,28 @@ fn check_clean_run(code: i32, r: &Value, stdout: &str, codec: &str) {
     let recv = u(&s["packets_received"]);
     // 4 calls × 2 directions × 2 s at 50 packets/s ≈ 800.
     assert!((700..=900).contains(&sent), "sent {sent}");
-    assert_eq!(recv, sent, "{stdout}");
-    assert_eq!(u(&s["packets_lost"]), 0);
-    assert_eq!(u(&s["rfc3550_lost"]), 0);
+    assert_eq!(u(&s["rfc3550_lost"]), 0, "{stdout}");
     assert_eq!(u(&s["duplicates"]), 0);
-    assert_eq!(u(&s["unmatched"]), 0, "every packet matched to its send");
     assert_eq!(u(&s["decode_errors"]), 0);
     let d = &s["delay_ms"];
-    assert_eq!(u(&d["count"]), recv);
     let (p50, p95, p99, max) = (f(&d["p50"]), f(&d["p95"]), f(&d["p99"]), f(&d["max"]));
     assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99 && p99 <= max, "{d}");
-    assert!(p50 < 20.0, "loopback median delay {p50} ms");
     assert!(max < 1000.0, "max delay {max} ms");
+    if relayed {
+        assert_eq!(recv, sent, "{stdout}");
+        assert_eq!(u(&s["packets_lost"]), 0);
+        assert_eq!(u(&s["unmatched"]), 0, "every packet matched to its send");
+        assert_eq!(u(&d["count"]), recv);
+        assert!(p50 < 20.0, "loopback median delay {p50} ms");
+    } else {
+        assert!(recv * 10 >= sent * 9 && recv * 10 <= sent * 13, "{stdout}");
+        assert!(u(&s["packets_lost"]) * 20 <= sent, "{stdout}");
+        assert!(
+            u(&d["count"]) * 4 >= recv * 3,
+            "most packets matched: {stdout}"
+        );
+        assert!(p50 < 150.0, "median delay {p50} ms (G.114 budget)");
+    }
     let mos = f(&s["mos_min"]);
     assert!(mos > 4.0, "MOS {mos}");
     // MGCP: 8 CRCX and 8 DLCX, all successful, with latency percentiles.
@@ -118,7 +132,9 @@ fn check_clean_run(code: i32, r: &Value, stdout: &str, codec: &str) {
         let dirs = c["directions"].as_array().expect("directions");
         assert_eq!(dirs.len(), 2);
         for d in dirs {
-            assert_eq!(u(&d["lost"]), 0, "{d}");
+            if relayed {
+                assert_eq!(u(&d["lost"]), 0, "{d}");
+            }
             assert!(u(&d["sent"]) > 80, "{d}");
             assert!(f(&d["audio"]["tone_ratio"]) > 0.9, "{d}");
             assert!(f(&d["jitter_ms"]) < 20.0, "{d}");
@@ -151,7 +167,7 @@ fn load_bridge_and_tdm_against_mgw() {
             "--calls", "4", "--rate", "10", "--hold", "2", "--mode", "bridge",
         ],
     );
-    check_clean_run(code, &r, &out, "PCMU");
+    check_clean_run(code, &r, &out, "PCMU", true);
     // The gateway's start-up RSIP reached the load tool (it retransmits until answered)
     // or had been answered before; either way the tool never failed on it.
     assert_eq!(r["config"]["mode"], "bridge");
@@ -174,7 +190,7 @@ fn load_bridge_and_tdm_against_mgw() {
             "PCMA",
         ],
     );
-    check_clean_run(code, &r, &out, "PCMA");
+    check_clean_run(code, &r, &out, "PCMA", false);
     let eps: Vec<&str> = r["calls"]
         .as_array()
         .unwrap()

@@ -17,6 +17,7 @@ pub fn start(backend: BackendChoice) -> Dataplane {
         backend,
         cmd_capacity: 1024,
         event_capacity: 4096,
+        ..DataplaneConfig::default()
     })
     .expect("dataplane starts")
 }
@@ -96,6 +97,10 @@ pub fn add_leg(dp: &Dataplane, key: u32, group: u32, o: LegOpts) -> Leg {
         ssrc,
         rtp_timeout: o.timeout,
         counters,
+        channel: None,
+        ptime_ms: 20,
+        fmtp: Vec::new(),
+        dtmf: Default::default(),
     };
     dp.send(DataplaneCmd::Add(Box::new(spec)))
         .expect("queue has room");

@@ -24,6 +24,8 @@ pub(crate) enum Source {
 
 /// Peak amplitude of the tone: −10 dBov.
 const TONE_PEAK: f64 = 32767.0 * 0.316;
+/// RMS (relative to full scale) below which a frame is silence: −50 dBov.
+const SILENCE_RMS: f64 = 0.003_162;
 /// Longest WAV replayed, in seconds (the loop repeats it).
 const MAX_WAV_SECONDS: u32 = 60;
 
@@ -221,7 +223,8 @@ pub(crate) struct AudioReport {
     pub(crate) decode_errors: u64,
     /// RMS level of everything decoded, dBov (−100 for silence).
     pub(crate) level_dbov: f64,
-    /// Mean fraction of each frame's energy at the tone frequency (tone mode only).
+    /// Mean fraction of each frame's energy at the tone frequency, over frames above
+    /// −50 dBov (tone mode only).
     pub(crate) tone_ratio: Option<f64>,
 }
 
@@ -257,7 +260,9 @@ impl Meter {
         let e: f64 = x.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
         self.energy += e;
         self.samples += n as u64;
-        if let (Some(f), true) = (self.tone_hz, e > 0.0 && n > 0) {
+        // Frames below −50 dBov (silence a gateway fills gaps with) do not count.
+        let loud = n > 0 && e / n as f64 > (32768.0 * SILENCE_RMS) * (32768.0 * SILENCE_RMS);
+        if let (Some(f), true) = (self.tone_hz, loud) {
             let w = 2.0 * std::f64::consts::PI * f / f64::from(self.dec.sample_rate());
             let coeff = 2.0 * w.cos();
             let (mut s1, mut s2) = (0.0f64, 0.0f64);

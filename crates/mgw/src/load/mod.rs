@@ -129,6 +129,9 @@ pub(crate) struct LoadArgs {
     /// Exit non-zero when more calls than this fail.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) max_failures: u32,
+    /// Also exit non-zero when more than this percentage of packets is lost.
+    #[arg(long, value_name = "PCT")]
+    pub(crate) max_loss: Option<f64>,
     /// Give up after this many seconds in all [default: the planned time + 30 s].
     #[arg(long, value_name = "SECONDS")]
     pub(crate) deadline: Option<f64>,
@@ -772,7 +775,8 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 }
 
 /// Runs `mgw load`; returns the process exit code: 0 when no more than `--max-failures`
-/// calls failed, 1 otherwise, 2 for bad arguments or set-up errors, 130 when interrupted.
+/// calls failed (and loss stayed within `--max-loss`), 1 otherwise, 2 for bad arguments
+/// or set-up errors, 130 when interrupted.
 pub(crate) fn run(args: LoadArgs) -> u8 {
     match run_inner(args) {
         Ok(code) => code,
@@ -911,12 +915,22 @@ fn run_inner(args: LoadArgs) -> Result<u8, String> {
     if interrupted.load(Ordering::SeqCst) {
         return Ok(130);
     }
-    let failed = report.summary.calls_failed;
-    Ok(if failed > u64::from(run.args.max_failures) {
-        1
-    } else {
-        0
-    })
+    let code = verdict(&report.summary, run.args.max_failures, run.args.max_loss);
+    if code != 0 && report.summary.calls_failed <= u64::from(run.args.max_failures) {
+        eprintln!(
+            "mgw load: {:.3}% of packets lost (more than --max-loss)",
+            report.summary.loss_pct
+        );
+    }
+    Ok(code)
+}
+
+/// 1 when more than `max_failures` calls failed or more than `max_loss` percent of the
+/// packets were lost, else 0.
+fn verdict(s: &report::Summary, max_failures: u32, max_loss: Option<f64>) -> u8 {
+    let failed = s.calls_failed > u64::from(max_failures);
+    let lossy = max_loss.is_some_and(|m| s.loss_pct > m);
+    u8::from(failed || lossy)
 }
 
 fn main_loop(
@@ -1081,6 +1095,18 @@ mod tests {
         assert!(
             parse_sdp_answer("c=IN IP4 1.2.3.4\nm=audio x RTP/AVP 0\n", CodecKind::Pcmu).is_err()
         );
+    }
+
+    #[test]
+    fn exit_verdict() {
+        let mut s = report::Summary::default();
+        assert_eq!(verdict(&s, 0, None), 0);
+        s.calls_failed = 2;
+        assert_eq!(verdict(&s, 1, None), 1);
+        assert_eq!(verdict(&s, 2, None), 0);
+        s.loss_pct = 0.5;
+        assert_eq!(verdict(&s, 2, Some(1.0)), 0);
+        assert_eq!(verdict(&s, 2, Some(0.1)), 1);
     }
 
     #[test]

@@ -89,11 +89,22 @@ fn hash(payload: &[u8]) -> u32 {
     })
 }
 
-/// Learns the sequence-number offset (received − sent) from the first packet of a stream.
-fn learn_offset(log: &SendLog, seq: u16, payload_hash: u32, arrival: Instant) -> Option<u16> {
+/// Packets of a new stream for which an offset found only by recency (not by an
+/// identical payload) is used without being kept.
+const LEARN_TRIES: u32 = 25;
+
+/// Learns the sequence-number offset (received − sent) from a packet of a new stream:
+/// `(offset, true)` when a send with the same payload was found, `(offset, false)` for
+/// the most recent send before the arrival.
+fn learn_offset(
+    log: &SendLog,
+    seq: u16,
+    payload_hash: u32,
+    arrival: Instant,
+) -> Option<(u16, bool)> {
     if let Some((at, h)) = log.lookup(seq) {
         if h == payload_hash && at <= arrival && arrival - at < Duration::from_secs(2) {
-            return Some(0);
+            return Some((0, true));
         }
     }
     let (last, count) = log.last()?;
@@ -107,9 +118,9 @@ fn learn_offset(log: &SendLog, seq: u16, payload_hash: u32, arrival: Instant) ->
             continue;
         }
         if h == payload_hash {
-            return Some(seq.wrapping_sub(s));
+            return Some((seq.wrapping_sub(s), true));
         }
-        newest.get_or_insert(seq.wrapping_sub(s));
+        newest.get_or_insert((seq.wrapping_sub(s), false));
     }
     newest
 }
@@ -239,6 +250,10 @@ struct RxLeg {
     stats: SeqStats,
     ssrc: Option<u32>,
     offset: Option<u16>,
+    /// Whether `offset` is settled for this stream.
+    offset_kept: bool,
+    /// Packets of this stream tried for the offset.
+    learn_tries: u32,
     report: RxReport,
     /// Loss counted into the totals so far.
     lost_reported: u64,
@@ -478,6 +493,8 @@ pub(crate) fn receiver(
                             stats: SeqStats::default(),
                             ssrc: None,
                             offset: None,
+                            offset_kept: false,
+                            learn_tries: 0,
                             report: RxReport::default(),
                             lost_reported: 0,
                         },
@@ -585,7 +602,9 @@ fn on_packet(leg: &mut RxLeg, p: &[u8], now: Instant, epoch: Instant, tick: &mut
     if leg.ssrc != Some(ssrc) {
         leg.ssrc = Some(ssrc);
         leg.report.ssrcs += 1;
-        leg.offset = learn_offset(&leg.peer_log, seq, h, now);
+        leg.offset = None;
+        leg.offset_kept = false;
+        leg.learn_tries = 0;
         if leg.report.ssrcs > 1 {
             // A new source: carry the old stream's counts and start again.
             let mut r = RxReport::default();
@@ -598,6 +617,15 @@ fn on_packet(leg: &mut RxLeg, p: &[u8], now: Instant, epoch: Instant, tick: &mut
             leg.stats = SeqStats::default();
             leg.lost_reported = 0;
         }
+    }
+    if !leg.offset_kept {
+        // A gateway that originates its own stream (a clocked TDM path) may send frames
+        // (silence) before ours reach it: keep trying until a payload matches.
+        leg.learn_tries += 1;
+        let found = learn_offset(&leg.peer_log, seq, h, now);
+        leg.offset = found.map(|(o, _)| o);
+        leg.offset_kept =
+            found.is_some_and(|(_, by_hash)| by_hash) || leg.learn_tries >= LEARN_TRIES;
     }
     let since = now.saturating_duration_since(epoch);
     let arrival = (since.as_nanos() * u128::from(leg.clock_rate) / 1_000_000_000) as u32;
@@ -675,17 +703,17 @@ mod tests {
         let arrival = t0 + Duration::from_millis(20 * 50 + 1);
         assert_eq!(
             learn_offset(&log, 65_500u16.wrapping_add(50), 0, arrival),
-            Some(0)
+            Some((0, true))
         );
         // Rewritten sequence numbers: the most recent send with the same payload hash.
         assert_eq!(
             learn_offset(&log, 7, 3, arrival),
-            Some(7u16.wrapping_sub(65_500u16.wrapping_add(43)))
+            Some((7u16.wrapping_sub(65_500u16.wrapping_add(43)), true))
         );
         // No hash matches: the most recent send before arrival.
         assert_eq!(
             learn_offset(&log, 7, 99, arrival),
-            Some(7u16.wrapping_sub(65_500u16.wrapping_add(50)))
+            Some((7u16.wrapping_sub(65_500u16.wrapping_add(50)), false))
         );
         assert_eq!(learn_offset(&SendLog::new(t0), 7, 99, arrival), None);
     }
