@@ -76,6 +76,8 @@ pub struct CoreConfig {
     pub digit_timer_short: Duration,
     /// Inter-digit timer before the first digit (16 s).
     pub digit_timer_long: Duration,
+    /// Where plain announcement names are looked up.
+    pub announcement_dir: std::path::PathBuf,
 }
 
 /// A command the gateway wants to send to a call agent (NTFY, or DLCX of its own).
@@ -117,6 +119,10 @@ pub struct Core<M: MediaPlane> {
     draining: bool,
     /// Call ids (lower case) whose MGCP and media events are traced.
     traced: std::collections::HashSet<String>,
+    /// Announcements read from disk, by file path (bounded).
+    announcements: HashMap<std::path::PathBuf, Arc<[i16]>>,
+    /// Endpoints playing an announcement (their SignalDone is A/oc).
+    announcing: std::collections::HashSet<usize>,
     stats: CoreStats,
 }
 
@@ -216,6 +222,8 @@ impl<M: MediaPlane> Core<M> {
             rto: HashMap::new(),
             draining: false,
             traced: std::collections::HashSet::new(),
+            announcements: HashMap::new(),
+            announcing: std::collections::HashSet::new(),
             stats: CoreStats::default(),
         }
     }
@@ -519,6 +527,13 @@ impl<M: MediaPlane> Core<M> {
         };
         for s in &signals {
             cat.check_signal(&s.name)?;
+            if s.name.event.eq_ignore_ascii_case("ann") {
+                let param = s.params.as_deref().unwrap_or("");
+                let path = crate::announce::resolve(&self.cfg.announcement_dir, param)?;
+                if !self.announcements.contains_key(&path) {
+                    crate::announce::load(&path)?;
+                }
+            }
         }
         let detect = match params.get(&ParamName::DetectEvents) {
             Some(v) if !v.trim().is_empty() => parse_requested_events(v)?
@@ -660,8 +675,40 @@ impl<M: MediaPlane> Core<M> {
             DataplaneEvent::Digit { channel, digit, .. } => {
                 self.channel_event(&channel, "D", &digit.to_ascii_lowercase().to_string())
             }
-            DataplaneEvent::SignalDone { channel } => self.channel_event(&channel, "G", "oc"),
+            DataplaneEvent::SignalDone { channel } => {
+                // An announcement's end is A/oc; any other timed signal's is G/oc.
+                let ei = EndpointName::new(&channel, &self.cfg.domain)
+                    .ok()
+                    .and_then(|n| self.reg.resolve(&n).ok())
+                    .and_then(|v| v.first().copied());
+                if ei.is_some_and(|ei| self.announcing.remove(&ei)) {
+                    self.channel_event(&channel, "A", "oc");
+                } else {
+                    self.channel_event(&channel, "G", "oc");
+                }
+            }
+            DataplaneEvent::ToneDetected { channel, tone } => {
+                let ev = match tone {
+                    ToneKind::ContinuityReturn => "co2",
+                    _ => "co1",
+                };
+                self.channel_event(&channel, "T", ev);
+            }
         }
+    }
+
+    /// An announcement's samples, from the cache or the file.
+    fn announcement(&mut self, param: &str) -> Result<Arc<[i16]>, Error> {
+        let path = crate::announce::resolve(&self.cfg.announcement_dir, param)?;
+        if let Some(pcm) = self.announcements.get(&path) {
+            return Ok(Arc::clone(pcm));
+        }
+        let pcm = crate::announce::load(&path)?;
+        if self.announcements.len() >= 64 {
+            self.announcements.clear();
+        }
+        self.announcements.insert(path, Arc::clone(&pcm));
+        Ok(pcm)
     }
 
     /// The TDM channel an endpoint's connections terminate on (`None` for IP endpoints).
@@ -738,6 +785,8 @@ impl<M: MediaPlane> Core<M> {
         let cat = Catalog::new(&kind);
         let mut digits = String::new();
         let mut cmds = vec![ChannelSignal::Stop];
+        let mut announcing = false;
+        let mut failed_announcement = false;
         for sig in &signals {
             let (pkg, ev) = cat.qualify(&sig.name);
             match (pkg.as_str(), ev.as_str()) {
@@ -745,6 +794,22 @@ impl<M: MediaPlane> Core<M> {
                 ("G", "rt") => cmds.push(ChannelSignal::Tone(ToneKind::Ringback)),
                 ("G", "cg") => cmds.push(ChannelSignal::Tone(ToneKind::Congestion)),
                 ("G", "cf") => cmds.push(ChannelSignal::Tone(ToneKind::Confirmation)),
+                ("T", "co1") => cmds.push(ChannelSignal::Tone(ToneKind::Continuity)),
+                ("T", "co2") => cmds.push(ChannelSignal::Tone(ToneKind::ContinuityReturn)),
+                ("A", "ann") => {
+                    let param = sig.params.as_deref().unwrap_or("");
+                    match self.announcement(param) {
+                        Ok(pcm) => {
+                            announcing = true;
+                            cmds.push(ChannelSignal::Play(pcm));
+                        }
+                        // Checked when the request was accepted; the file went away since.
+                        Err(e) => {
+                            tracing::warn!(error = %e, "announcement cannot be played");
+                            failed_announcement = true;
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -757,6 +822,14 @@ impl<M: MediaPlane> Core<M> {
                 channel: channel.clone(),
                 signal,
             });
+        }
+        if announcing {
+            self.announcing.insert(ei);
+        } else {
+            self.announcing.remove(&ei);
+        }
+        if failed_announcement {
+            self.channel_event(&channel, "A", "of");
         }
     }
 

@@ -88,6 +88,10 @@ const DETECTABLE_TDM: &[(&str, &str)] = &[
     ("D", "t"),
     ("G", "oc"),
     ("D", "oc"),
+    ("T", "co1"),
+    ("T", "co2"),
+    ("A", "oc"),
+    ("A", "of"),
 ];
 
 /// Signals a TDM channel can generate toward the line.
@@ -111,6 +115,9 @@ const GENERATED_TDM: &[(&str, &str)] = &[
     ("G", "rt"),
     ("G", "cg"),
     ("G", "cf"),
+    ("T", "co1"),
+    ("T", "co2"),
+    ("A", "ann"),
 ];
 
 /// What an endpoint supports.

@@ -32,6 +32,7 @@
 //! non-blocking `try_send`, events come back over a bounded channel.
 
 pub mod admin;
+mod announce;
 pub mod core;
 pub mod endpoint;
 mod events;
@@ -102,6 +103,8 @@ pub struct GatewayConfig {
     pub http_bind: Option<SocketAddr>,
     /// Call ids whose MGCP and media events are traced from the start.
     pub trace_calls: Vec<String>,
+    /// Where plain announcement names (`A/ann(welcome)`) are looked up.
+    pub announcement_dir: std::path::PathBuf,
 }
 
 impl Default for GatewayConfig {
@@ -123,6 +126,7 @@ impl Default for GatewayConfig {
             default_ptime: 20,
             http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 9427))),
             trace_calls: Vec::new(),
+            announcement_dir: "/usr/share/mgw/announcements".into(),
         }
     }
 }
@@ -297,6 +301,7 @@ pub async fn run(
             seed,
             digit_timer_short: Duration::from_secs(4),
             digit_timer_long: Duration::from_secs(16),
+            announcement_dir: cfg.announcement_dir.clone(),
         },
         cfg.endpoints.clone(),
         RealMedia { dataplane, ports },

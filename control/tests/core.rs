@@ -69,6 +69,7 @@ fn core(ports: usize) -> Core<Fake> {
             seed: 7,
             digit_timer_short: std::time::Duration::from_millis(40),
             digit_timer_long: std::time::Duration::from_millis(160),
+            announcement_dir: std::env::temp_dir(),
         },
         default_endpoints(),
         Fake {
@@ -415,7 +416,7 @@ fn signals_go_to_the_channel_and_unknown_ones_are_refused() {
         .any(|s| s.contains("Tone(Ringback)")));
     // Known but not generated here: 513; unknown: 522; IP endpoints generate nothing.
     assert_eq!(
-        exec(&mut c, "RQNT 3 ds/e1-1/4@gw MGCP 1.0\nX: 3\nS: T/co1\n")
+        exec(&mut c, "RQNT 3 ds/e1-1/4@gw MGCP 1.0\nX: 3\nS: T/bz\n")
             .code
             .0,
         513
@@ -478,4 +479,86 @@ fn tdm_connections_name_their_channel_and_transcode() {
         "CRCX 3 ds/e1-1/11@gw MGCP 1.0\nC: 1\nM: recvonly\nL: a:G729\n",
     );
     assert_eq!(r.code.0, 534);
+}
+
+#[test]
+fn continuity_tones_and_announcements() {
+    let mut c = core(2);
+    // T/co1 toward the line, and its detection on a channel.
+    assert_eq!(
+        exec(&mut c, "RQNT 1 ds/e1-1/2@gw MGCP 1.0\nX: 1\nS: T/co1\n")
+            .code
+            .0,
+        200
+    );
+    assert!(c
+        .media_mut()
+        .sent
+        .iter()
+        .any(|s| s.contains("Tone(Continuity)")));
+    assert_eq!(
+        exec(&mut c, "RQNT 2 ds/e1-2/2@gw MGCP 1.0\nX: 2\nR: T/co1\n")
+            .code
+            .0,
+        200
+    );
+    c.on_dataplane_event(DataplaneEvent::ToneDetected {
+        channel: "ds/e1-2/2".into(),
+        tone: mgw_dataplane::ToneKind::Continuity,
+    });
+    let n = c.poll_outgoing().expect("T/co1 notified");
+    assert!(n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("t/co1"));
+    // A/ann: a WAV file plays; its end is A/oc; a missing file is 514.
+    let dir = std::env::temp_dir();
+    let name = format!("mgw-core-ann-{}", std::process::id());
+    let path = dir.join(format!("{name}.wav"));
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&path, spec).unwrap();
+    for i in 0..800 {
+        w.write_sample(((i % 16) * 1000) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let r = exec(
+        &mut c,
+        &format!("RQNT 3 ds/e1-1/3@gw MGCP 1.0\nX: 3\nR: A/oc\nS: A/ann({name})\n"),
+    );
+    assert_eq!(r.code.0, 200, "{r:?}");
+    assert!(c
+        .media_mut()
+        .sent
+        .iter()
+        .any(|s| s.starts_with("signal ds/e1-1/3 Play")));
+    c.on_dataplane_event(DataplaneEvent::SignalDone {
+        channel: "ds/e1-1/3".into(),
+    });
+    let n = c.poll_outgoing().expect("A/oc");
+    assert!(n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("a/oc"));
+    let r = exec(
+        &mut c,
+        "RQNT 4 ds/e1-1/3@gw MGCP 1.0\nX: 4\nS: A/ann(no-such-file)\n",
+    );
+    assert_eq!(r.code.0, 514, "{r:?}");
+    let r = exec(
+        &mut c,
+        "RQNT 5 ds/e1-1/3@gw MGCP 1.0\nX: 5\nS: A/ann(../../etc/passwd)\n",
+    );
+    assert_eq!(r.code.0, 514, "{r:?}");
+    let _ = std::fs::remove_file(&path);
 }

@@ -163,6 +163,10 @@ pub enum ToneKind {
     StutterDial,
     /// Confirmation (G/cf, L/cf).
     Confirmation,
+    /// Continuity test tone, 2010 Hz (T/co1; also the "go" tone of the dual-tone test).
+    Continuity,
+    /// Continuity return tone, 1780 Hz (T/co2 answer in the dual-tone procedure).
+    ContinuityReturn,
 }
 
 /// A signal played on a TDM channel, toward the line (the telephone side).
@@ -172,6 +176,8 @@ pub enum ChannelSignal {
     Digits(String),
     /// A call-progress tone; timed tones end with [`DataplaneEvent::SignalDone`].
     Tone(ToneKind),
+    /// Play 8 kHz linear PCM toward the line once (A/ann), then SignalDone.
+    Play(std::sync::Arc<[i16]>),
     /// Stop whatever is playing.
     Stop,
 }
@@ -257,6 +263,14 @@ pub enum DataplaneEvent {
         digit: char,
         /// In-band on the line, or RFC 4733 from IP.
         origin: DigitOrigin,
+    },
+    /// A continuity tone was detected on the line side of a TDM channel (T/co1 = 2010 Hz,
+    /// T/co2 = 1780 Hz).
+    ToneDetected {
+        /// Endpoint local name of the channel.
+        channel: String,
+        /// Which tone.
+        tone: ToneKind,
     },
     /// A timed signal finished playing on a TDM channel (G/oc).
     SignalDone {

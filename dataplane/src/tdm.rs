@@ -244,6 +244,8 @@ fn tone(k: ToneKind) -> CallProgressTone {
         ToneKind::CallWaiting => CallProgressTone::CallWaiting,
         ToneKind::StutterDial => CallProgressTone::StutterDial,
         ToneKind::Confirmation => CallProgressTone::Confirmation,
+        // Being wired to the engine's continuity tones (in progress).
+        ToneKind::Continuity | ToneKind::ContinuityReturn => CallProgressTone::Confirmation,
     }
 }
 
@@ -261,6 +263,8 @@ pub(crate) fn engine_signal(s: &ChannelSignal) -> Signal {
             toward: SignalDirection::Tdm,
         },
         ChannelSignal::Stop => Signal::Stop,
+        // Being wired to the engine's PCM playback (in progress).
+        ChannelSignal::Play(_) => Signal::Stop,
     }
 }
 

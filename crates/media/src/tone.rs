@@ -355,6 +355,16 @@ impl Default for DtmfToneParams {
     }
 }
 
+/// Continuity test tone, Hz (MGCP `T/co1`, RFC 3660; the "go" tone of the dual-tone
+/// continuity procedure).
+pub const CONTINUITY_HZ: u32 = 2010;
+
+/// Continuity return tone, Hz (MGCP `T/co2`: the answer in the dual-tone procedure).
+pub const CONTINUITY_RETURN_HZ: u32 = 1780;
+
+/// Level of generated continuity tones, dBm0.
+pub const CONTINUITY_LEVEL_DBM0: f32 = -10.0;
+
 /// Maximum number of simultaneous frequencies in one step.
 pub const MAX_COMPONENTS: usize = 4;
 
@@ -567,6 +577,13 @@ impl ToneGenerator {
     /// `params` are ignored.
     pub fn dtmf_continuous(digit: DtmfDigit, params: &DtmfToneParams, rate: SampleRate) -> Self {
         let steps = vec![Self::dtmf_step(digit, params, 1000, rate)];
+        Self::from_steps(steps, Some(0), rate)
+    }
+
+    /// A single frequency at `level_dbm0`, played until [`stop`](Self::stop) is called
+    /// (e.g. a continuity tone, [`CONTINUITY_HZ`] at [`CONTINUITY_LEVEL_DBM0`]).
+    pub fn steady(hz: f32, level_dbm0: f32, rate: SampleRate) -> Self {
+        let steps = vec![Step::new(&[(hz, level_dbm0)], rate.ms_to_samples(1000), rate)];
         Self::from_steps(steps, Some(0), rate)
     }
 
@@ -937,6 +954,33 @@ mod tests {
         assert_eq!(c.pass_ms(), 600);
         for t in CallProgressTone::ALL {
             assert!(ToneSet::NORTH_AMERICA.cadence(t).is_some(), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn steady_continuity_tones() {
+        for hz in [CONTINUITY_HZ, CONTINUITY_RETURN_HZ] {
+            let f = hz as f32;
+            let mut g = ToneGenerator::steady(f, CONTINUITY_LEVEL_DBM0, SampleRate::Hz8000);
+            assert!(!g.is_timed());
+            // 3 s: across the 1 s step boundary twice, with no phase jump.
+            let x = render(&mut g, 24000, 160);
+            assert!(!g.is_done());
+            let m = peak_freq(&x[8000..16000], f64::from(f), 8000.0);
+            assert!((m - f64::from(f)).abs() <= 1.0, "{hz}: {m}");
+            for part in x.chunks(8000) {
+                let a = amp_to_dbm0(goertzel_amp(part, f64::from(f), 8000.0));
+                assert!((a + 10.0).abs() <= 0.2, "{hz}: {a} dBm0");
+            }
+            let around = &x[7990..8010];
+            let w = 2.0 * std::f64::consts::PI * f64::from(f) / 8000.0;
+            let peak = f64::from(dbm0_to_peak(CONTINUITY_LEVEL_DBM0));
+            for (i, &v) in around.iter().enumerate() {
+                let want = peak * (w * (7990 + i) as f64).sin();
+                assert!((f64::from(v) - want).abs() < 4.0, "{hz}: continuous at 1 s");
+            }
+            g.stop();
+            assert!(g.is_done());
         }
     }
 

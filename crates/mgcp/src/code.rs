@@ -172,6 +172,9 @@ pub enum Error {
     /// The endpoint cannot detect the requested event.
     #[error("cannot detect event {0:?}")]
     CantDetectEvent(String),
+    /// The announcement cannot be played (missing or unreadable file).
+    #[error("cannot send announcement: {0}")]
+    CantSendAnnouncement(String),
     /// The endpoint cannot generate the requested signal.
     #[error("cannot generate signal {0:?}")]
     CantGenerateSignal(String),
@@ -253,6 +256,7 @@ impl Error {
             Error::NoSuchEventOrSignal(_) => ReturnCode::NO_SUCH_EVENT_OR_SIGNAL,
             Error::CantDetectEvent(_) => ReturnCode::CANT_DETECT_EVENT,
             Error::CantGenerateSignal(_) => ReturnCode::CANT_GENERATE_SIGNAL,
+            Error::CantSendAnnouncement(_) => ReturnCode::CANT_SEND_ANNOUNCEMENT,
             Error::UnknownAction(_) => ReturnCode::UNKNOWN_ACTION,
             Error::UnknownQuarantineHandling(_) => ReturnCode::UNKNOWN_QUARANTINE_HANDLING,
             Error::EventSignalParameter(_) => ReturnCode::EVENT_SIGNAL_PARAMETER_ERROR,

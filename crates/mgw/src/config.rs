@@ -26,6 +26,7 @@ pub(crate) struct FileConfig {
     pub(crate) log: Option<String>,
     pub(crate) trace_calls: Option<Vec<String>>,
     pub(crate) bridges: Option<u32>,
+    pub(crate) announcement_dir: Option<std::path::PathBuf>,
     pub(crate) tdm: Option<mgw_tdm::TdmConfig>,
     pub(crate) timers: Option<Timers>,
 }
@@ -64,6 +65,7 @@ shutdown_delay_s = 0
 http_bind = "127.0.0.1:9427"     # Prometheus /metrics and the JSON API; "off" to disable
 log = "info"                     # tracing filter, e.g. "info,mgw_control=debug"; SIGHUP re-reads it
 bridges = 64                     # rtpbridge/1..N IP-to-IP endpoints
+announcement_dir = "/usr/share/mgw/announcements"  # A/ann(name) plays <dir>/<name>.wav
 
 # TDM spans: ds/<name>/<channel> endpoints. kind = virtual | dahdi | alsa.
 # Two virtual spans with loop = each other are wired back to back like a crossover

@@ -298,6 +298,9 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
         }
         cfg.tdm = tdm;
     }
+    if let Some(d) = &file.announcement_dir {
+        cfg.announcement_dir = d.clone();
+    }
     let bridges = file.bridges.unwrap_or(64);
     if bridges > 10_000 {
         return Err(format!("bridges {bridges} is too many (at most 10000)"));

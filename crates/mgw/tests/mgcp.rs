@@ -440,8 +440,8 @@ fn error_paths_get_the_right_codes() {
         (format!("CRCX {} rtpbridge/1@mgw MGCP 1.0\r\nC: 1\r\nM: sendrecv\r\nL: e:maybe\r\n", t()), 541),
         (format!("CRCX {} rtpbridge/1@mgw MGCP 1.0\r\nC: 1\r\nM: sendrecv\r\n\r\nv=0\r\nc=IN IP4 nope\r\nm=audio 1 RTP/AVP 0\r\n", t()), 509),
         (format!("CRCX {} rtpbridge/1@mgw MGCP 1.0\r\nC: 1\r\nM: sendrecv\r\nX+Vendor: 1\r\n", t()), 511),
-        (format!("RQNT {} ds/e1-1/1@mgw MGCP 1.0\r\nX: 1\r\nS: T/co1\r\n", t()), 513),
-        (format!("RQNT {} ds/e1-1/1@mgw MGCP 1.0\r\nX: 1\r\nR: T/co1\r\n", t()), 512),
+        (format!("RQNT {} ds/e1-1/1@mgw MGCP 1.0\r\nX: 1\r\nS: T/bz\r\n", t()), 513),
+        (format!("RQNT {} ds/e1-1/1@mgw MGCP 1.0\r\nX: 1\r\nR: T/tdd\r\n", t()), 512),
     ];
     for (text, want) in &cases {
         let r = gw.cmd(text);
