@@ -45,7 +45,7 @@ use mgw_media::engine::{
     ChannelEngine, ConnParams, DigitSource, DtmfTransport, EngineConfig, EngineError, EngineEvent,
     MediaMode, Signal, SignalDirection,
 };
-use mgw_media::tone::{CallProgressTone, ToneSet};
+use mgw_media::tone::{CallProgressTone, ToneSet, CONTINUITY_HZ, CONTINUITY_RETURN_HZ};
 use mgw_tdm::{
     ChannelId, ChannelIo, ChannelRange, FrameClock, SetupError, SpanConfig, TdmConfig, TdmPorts,
 };
@@ -235,36 +235,54 @@ fn media_mode(m: Mode) -> MediaMode {
     }
 }
 
-fn tone(k: ToneKind) -> CallProgressTone {
+/// The engine's signal for a tone, played toward the line: a call-progress tone of the
+/// configured plan, or a steady continuity tone.
+fn tone_signal(k: ToneKind) -> Signal {
+    let cp = |tone| Signal::Tone {
+        tone,
+        set: None,
+        toward: SignalDirection::Tdm,
+    };
+    let steady = |freq_hz| Signal::Continuity {
+        freq_hz,
+        toward: SignalDirection::Tdm,
+    };
     match k {
-        ToneKind::Dial => CallProgressTone::Dial,
-        ToneKind::Ringback => CallProgressTone::Ringback,
-        ToneKind::Busy => CallProgressTone::Busy,
-        ToneKind::Congestion => CallProgressTone::Congestion,
-        ToneKind::CallWaiting => CallProgressTone::CallWaiting,
-        ToneKind::StutterDial => CallProgressTone::StutterDial,
-        ToneKind::Confirmation => CallProgressTone::Confirmation,
-        // Being wired to the engine's continuity tones (in progress).
-        ToneKind::Continuity | ToneKind::ContinuityReturn => CallProgressTone::Confirmation,
+        ToneKind::Dial => cp(CallProgressTone::Dial),
+        ToneKind::Ringback => cp(CallProgressTone::Ringback),
+        ToneKind::Busy => cp(CallProgressTone::Busy),
+        ToneKind::Congestion => cp(CallProgressTone::Congestion),
+        ToneKind::CallWaiting => cp(CallProgressTone::CallWaiting),
+        ToneKind::StutterDial => cp(CallProgressTone::StutterDial),
+        ToneKind::Confirmation => cp(CallProgressTone::Confirmation),
+        ToneKind::Continuity => steady(CONTINUITY_HZ),
+        ToneKind::ContinuityReturn => steady(CONTINUITY_RETURN_HZ),
+    }
+}
+
+/// The continuity tone the engine detected at `freq_hz`, if it is one.
+fn detected_tone(freq_hz: u32) -> Option<ToneKind> {
+    match freq_hz {
+        CONTINUITY_HZ => Some(ToneKind::Continuity),
+        CONTINUITY_RETURN_HZ => Some(ToneKind::ContinuityReturn),
+        _ => None,
     }
 }
 
 /// The engine's signal for a [`ChannelSignal`], played toward the line. Characters that
-/// are not DTMF digits are skipped.
+/// are not DTMF digits are skipped; PCM is shared with the command, not copied.
 pub(crate) fn engine_signal(s: &ChannelSignal) -> Signal {
     match s {
         ChannelSignal::Digits(d) => Signal::Dtmf {
             digits: d.chars().filter_map(DtmfDigit::from_char).collect(),
             toward: SignalDirection::Tdm,
         },
-        ChannelSignal::Tone(k) => Signal::Tone {
-            tone: tone(*k),
-            set: None,
+        ChannelSignal::Tone(k) => tone_signal(*k),
+        ChannelSignal::Play(pcm) => Signal::Play {
+            pcm: Arc::clone(pcm),
             toward: SignalDirection::Tdm,
         },
         ChannelSignal::Stop => Signal::Stop,
-        // Being wired to the engine's PCM playback (in progress).
-        ChannelSignal::Play(_) => Signal::Stop,
     }
 }
 
@@ -482,6 +500,13 @@ fn drain_events(c: &mut RunChan, events: &Sender<DataplaneEvent>, dropped: &Atom
             },
             EngineEvent::SignalDone => DataplaneEvent::SignalDone {
                 channel: c.name.clone(),
+            },
+            EngineEvent::ToneDetected { freq_hz } => match detected_tone(freq_hz) {
+                Some(tone) => DataplaneEvent::ToneDetected {
+                    channel: c.name.clone(),
+                    tone,
+                },
+                None => continue,
             },
             // MediaStart is reported by the relay as FirstPacket (the same packet).
             _ => continue,
@@ -841,6 +866,28 @@ mod tests {
             }
         ));
         assert_eq!(engine_signal(&ChannelSignal::Stop), Signal::Stop);
+        for (k, hz) in [
+            (ToneKind::Continuity, 2010),
+            (ToneKind::ContinuityReturn, 1780),
+        ] {
+            assert_eq!(
+                engine_signal(&ChannelSignal::Tone(k)),
+                Signal::Continuity {
+                    freq_hz: hz,
+                    toward: SignalDirection::Tdm
+                }
+            );
+            assert_eq!(detected_tone(hz), Some(k));
+        }
+        assert_eq!(detected_tone(2100), None);
+        let pcm: Arc<[i16]> = Arc::from(vec![1i16, 2, 3]);
+        match engine_signal(&ChannelSignal::Play(Arc::clone(&pcm))) {
+            Signal::Play { pcm: p, toward } => {
+                assert!(Arc::ptr_eq(&p, &pcm), "shared, not copied");
+                assert_eq!(toward, SignalDirection::Tdm);
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(tone_set("North-America").is_some());
         assert!(tone_set("mars").is_none());
     }

@@ -1,11 +1,27 @@
 //! The io_uring backend: one ring per worker (SINGLE_ISSUER + DEFER_TASKRUN when the
 //! kernel has them), a provided buffer ring, multishot `RecvMsgMulti` per socket,
-//! `SendMsg` from a fixed pool of send slots, an eventfd read and a timeout as wake-ups.
+//! `Send` (destination address in the SQE) or `SendMsg` (when a pktinfo control message
+//! names the source) per datagram, and an eventfd read as the control-plane wake-up.
+//!
+//! Waiting: one `io_uring_enter` per pass submits everything queued and waits with an
+//! absolute bound (the next tick or TDM frame). While traffic flows the wait asks for
+//! [`WAIT_BATCH`] completions more than are already due, with a *minimum wait*
+//! (`IORING_FEAT_MIN_TIMEOUT`, kernel 6.12+) of [`MIN_WAIT`]: the kernel returns once the
+//! batch is there, or after `MIN_WAIT` as soon as anything is. Multishot receives post
+//! their completions through deferred task work with lazy wake-ups, so a busy worker is
+//! woken once per batch instead of once per datagram. After a pass that received
+//! nothing the wait is for one new completion (no added delay for the first packet after
+//! a quiet spell); an idle worker sleeps in the kernel until the tick.
 //!
 //! Memory named in a submission stays alive until its completion: the buffer ring, the
-//! shared receive `msghdr`, the send pool and the eventfd buffer are boxed (never moved)
-//! and live as long as the worker; a received buffer that is sent in place goes back to
-//! the buffer ring only when the send completes.
+//! shared receive `msghdr`, the send metadata, the copy buffers and the eventfd buffer
+//! are boxed (never moved) and live as long as the worker. A received buffer forwarded in
+//! place is sent straight from the buffer ring, with the send's address (and `msghdr`)
+//! kept in a metadata slot indexed by the buffer id, so such sends can never run out of
+//! slots; the buffer goes back to the ring only when the send completes. Copies (further
+//! legs of a fan-out, TDM frames, RTCP reports) use a pool of slots with their own
+//! buffers; when it is exhausted the queued sends are submitted and their completions
+//! reaped on the spot before anything is dropped.
 //!
 //! Local addresses: the multishot `msghdr` template asks for [`CMSG_BUF`] bytes of
 //! control data, so every provided buffer holds `io_uring_recvmsg_out`, the source
@@ -18,7 +34,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::SockAddr;
@@ -33,21 +49,26 @@ use crate::worker::{WorkerCtx, WorkerMsg, STOP_GRACE, TICK};
 const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers (power of two) and their size.
-const RING_BUFS: u16 = 2048;
+const RING_BUFS: u16 = 4096;
 const BUF_SIZE: usize = 2048;
 const BGID: u16 = 0;
-/// Send slots (in-flight sends per worker).
-const SEND_SLOTS: usize = 1024;
+/// Send slots with their own buffer (copies: fan-out legs after the first, TDM, RTCP).
+const COPY_SLOTS: usize = 1024;
+/// Completions a busy worker waits for beyond those already due (see the module docs).
+const WAIT_BATCH: usize = 32;
+/// The longest a busy worker waits for a full batch once anything is due.
+const MIN_WAIT: Duration = Duration::from_micros(50);
 
 const KIND_SHIFT: u32 = 56;
 const K_RECV_RTP: u64 = 1;
 const K_RECV_RTCP: u64 = 2;
-const K_SEND: u64 = 3;
+/// An in-place send of provided buffer `idx` (its metadata slot is `idx`).
+const K_SEND_BUF: u64 = 3;
 const K_CANCEL: u64 = 4;
 /// Reserved `user_data`: the eventfd read.
 const UD_WAKE: u64 = 5 << KIND_SHIFT;
-/// Reserved `user_data`: the tick timeout.
-const UD_TIMER: u64 = 6 << KIND_SHIFT;
+/// A send from copy slot `idx`.
+const K_SEND_COPY: u64 = 6;
 
 fn ud(kind: u64, idx: usize) -> u64 {
     (kind << KIND_SHIFT) | (idx as u64 & ((1 << KIND_SHIFT) - 1))
@@ -58,18 +79,26 @@ pub(crate) fn probe() -> io::Result<()> {
     IoUring::new(8).map(drop)
 }
 
-fn build_ring() -> io::Result<IoUring> {
+/// Builds the worker's ring; the flag says whether SINGLE_ISSUER + DEFER_TASKRUN are on.
+fn build_ring() -> io::Result<(IoUring, bool)> {
     let mut b = IoUring::builder();
     b.setup_cqsize(CQ_ENTRIES)
         .setup_single_issuer()
         .setup_defer_taskrun();
     match b.build(SQ_ENTRIES) {
-        Ok(r) => Ok(r),
+        Ok(r) => Ok((r, true)),
         Err(e) => {
             tracing::debug!(error = %e, "SINGLE_ISSUER/DEFER_TASKRUN unavailable, plain ring");
-            IoUring::builder()
+            let r = IoUring::builder()
                 .setup_cqsize(CQ_ENTRIES)
+                .setup_coop_taskrun()
                 .build(SQ_ENTRIES)
+                .or_else(|_| {
+                    IoUring::builder()
+                        .setup_cqsize(CQ_ENTRIES)
+                        .build(SQ_ENTRIES)
+                })?;
+            Ok((r, false))
         }
     }
 }
@@ -158,19 +187,81 @@ impl Drop for BufRing {
     }
 }
 
-/// One in-flight send: everything the kernel reads until the completion.
-struct SendSlot {
+/// What the kernel reads for one in-flight send besides the payload, alive until the
+/// send's completion.
+struct SendMeta {
+    /// Used only for `SendMsg` (a control message is attached).
     hdr: libc::msghdr,
     iov: libc::iovec,
     addr: SockAddr,
-    /// Receive buffer sent in place (returned to the ring on completion).
-    bid: Option<u16>,
+    /// `IP_PKTINFO`/`IPV6_PKTINFO` naming the source address, when known.
+    ctrl: CmsgBuf,
     /// Connection whose socket sends.
     conn: usize,
     /// An RTCP report (for the statistics).
     rtcp: bool,
-    /// `IP_PKTINFO`/`IPV6_PKTINFO` naming the source address, when known.
-    ctrl: CmsgBuf,
+}
+
+impl SendMeta {
+    fn new() -> SendMeta {
+        SendMeta {
+            // SAFETY: all-zero is a valid msghdr/iovec.
+            hdr: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            iov: unsafe { std::mem::zeroed() },
+            addr: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
+            ctrl: CmsgBuf::new(),
+            conn: 0,
+            rtcp: false,
+        }
+    }
+
+    /// Fills in the destination (and source) of a send of `len` bytes at `data` from
+    /// `fd` and returns its submission entry: `Send` with the address in the SQE, or
+    /// `SendMsg` when a pktinfo control message must go along.
+    ///
+    /// # Safety
+    /// `self` and the `len` bytes at `data` must stay valid and unchanged until the
+    /// completion carrying `user_data` is reaped.
+    unsafe fn entry(
+        &mut self,
+        fd: i32,
+        to: SocketAddr,
+        src: Option<IpAddr>,
+        data: *mut u8,
+        len: usize,
+        user_data: u64,
+    ) -> squeue::Entry {
+        self.addr = SockAddr::from(to);
+        let Some(ip) = src else {
+            return opcode::Send::new(types::Fd(fd), data, len as u32)
+                .dest_addr(self.addr.as_ptr().cast::<libc::sockaddr>())
+                .dest_addr_len(self.addr.len())
+                .build()
+                .user_data(user_data);
+        };
+        self.iov = libc::iovec {
+            iov_base: data.cast(),
+            iov_len: len,
+        };
+        // SAFETY: all-zero is a valid msghdr.
+        self.hdr = unsafe { std::mem::zeroed() };
+        self.hdr.msg_name = self.addr.as_ptr() as *mut libc::c_void;
+        self.hdr.msg_namelen = self.addr.len();
+        self.hdr.msg_iov = &mut self.iov;
+        self.hdr.msg_iovlen = 1;
+        let n = encode_pktinfo(&mut self.ctrl, ip);
+        self.hdr.msg_control = self.ctrl.0.as_mut_ptr().cast();
+        self.hdr.msg_controllen = n as _;
+        opcode::SendMsg::new(types::Fd(fd), &self.hdr)
+            .build()
+            .user_data(user_data)
+    }
+}
+
+/// A send slot with its own buffer.
+struct CopySlot {
+    meta: SendMeta,
     buf: [u8; BUF_SIZE],
 }
 
@@ -183,21 +274,31 @@ struct SlotOps {
     sends: u32,
 }
 
+/// A completion copied out of the ring: `(user_data, result, flags)`.
+type Cqe = (u64, i32, u32);
+
 /// One io_uring worker. Field order matters: the ring is dropped before the memory it
 /// refers to.
 pub(crate) struct UringWorker {
     ring: IoUring,
     bufs: BufRing,
     recv_hdr: Box<libc::msghdr>,
-    sends: Box<[SendSlot]>,
-    free_sends: Vec<usize>,
+    /// Metadata of the in-place send of each provided buffer, indexed by buffer id.
+    buf_sends: Box<[SendMeta]>,
+    copies: Box<[CopySlot]>,
+    free_copies: Vec<usize>,
     wake_buf: Box<u64>,
-    timer: Box<types::Timespec>,
     wake_armed: bool,
-    timer_armed: bool,
+    /// The kernel supports the minimum wait (batched wake-ups, see the module docs).
+    min_wait: bool,
     ops: Vec<SlotOps>,
     rearm_list: Vec<usize>,
-    cqes: Vec<(u64, i32, u32)>,
+    /// Completions of the current pass (appended to when sends are reaped early).
+    cqes: Vec<Cqe>,
+    /// Scratch for completions reaped while the pass runs.
+    reaped: Vec<Cqe>,
+    /// Datagrams received in the last pass (0: quiet, wait for the next one at once).
+    received_last_pass: usize,
     fanout: Fanout,
     /// RTP packets of the last TDM frame pass.
     tdm_tx: TxBatch,
@@ -209,7 +310,19 @@ pub(crate) struct UringWorker {
 
 impl UringWorker {
     pub(crate) fn new(ctx: WorkerCtx) -> io::Result<UringWorker> {
-        let ring = build_ring()?;
+        let (ring, deferred) = build_ring()?;
+        if !ring.params().is_feature_ext_arg() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring without IORING_FEAT_EXT_ARG (kernel < 5.11)",
+            ));
+        }
+        let min_wait = ring.params().is_feature_min_timeout();
+        tracing::debug!(
+            single_issuer_defer_taskrun = deferred,
+            min_wait,
+            "io_uring worker ring"
+        );
         let bufs = BufRing::new()?;
         // SAFETY: the ring memory stays valid until the ring is dropped (field order).
         unsafe {
@@ -226,18 +339,10 @@ impl UringWorker {
         // Room for the pktinfo control message in every provided buffer (the kernel only
         // reads the lengths of the template; no control pointer is needed).
         hdr.msg_controllen = CMSG_BUF as _;
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let sends: Vec<SendSlot> = (0..SEND_SLOTS)
-            .map(|_| SendSlot {
-                // SAFETY: all-zero is a valid msghdr/iovec.
-                hdr: unsafe { std::mem::zeroed() },
-                // SAFETY: as above.
-                iov: unsafe { std::mem::zeroed() },
-                addr: SockAddr::from(unspecified),
-                bid: None,
-                conn: 0,
-                rtcp: false,
-                ctrl: CmsgBuf::new(),
+        let buf_sends: Vec<SendMeta> = (0..RING_BUFS).map(|_| SendMeta::new()).collect();
+        let copies: Vec<CopySlot> = (0..COPY_SLOTS)
+            .map(|_| CopySlot {
+                meta: SendMeta::new(),
                 buf: [0; BUF_SIZE],
             })
             .collect();
@@ -246,15 +351,17 @@ impl UringWorker {
             ring,
             bufs,
             recv_hdr: hdr,
-            sends: sends.into_boxed_slice(),
-            free_sends: (0..SEND_SLOTS).rev().collect(),
+            buf_sends: buf_sends.into_boxed_slice(),
+            copies: copies.into_boxed_slice(),
+            free_copies: (0..COPY_SLOTS).rev().collect(),
             wake_buf: Box::new(0),
-            timer: Box::new(types::Timespec::from(TICK)),
             wake_armed: false,
-            timer_armed: false,
+            min_wait,
             ops: Vec::new(),
             rearm_list: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
+            reaped: Vec::with_capacity(CQ_ENTRIES as usize),
+            received_last_pass: 0,
             fanout: Fanout::new(),
             tdm_tx: TxBatch::new(),
             relay,
@@ -307,73 +414,92 @@ impl UringWorker {
         self.wake_armed = unsafe { self.push(&e) };
     }
 
-    fn arm_timer(&mut self) {
-        let e = opcode::Timeout::new(&*self.timer)
-            .build()
-            .user_data(UD_TIMER);
-        // SAFETY: `timer` is boxed and lives as long as the ring.
-        self.timer_armed = unsafe { self.push(&e) };
+    /// Sends `len` bytes of copy slot `s`'s buffer from `fd` to `to` (from source
+    /// address `src` when given); the slot goes back to the pool on completion.
+    fn send_copy(&mut self, s: usize, fd: i32, to: SocketAddr, src: Option<IpAddr>, len: usize) {
+        let conn = self.copies[s].meta.conn;
+        let slot = &mut self.copies[s];
+        let data = slot.buf.as_mut_ptr();
+        // SAFETY: the slot (metadata and buffer) is not reused until this send's
+        // completion: it is off the free list until then.
+        let e = unsafe {
+            slot.meta
+                .entry(fd, to, src, data, len.min(BUF_SIZE), ud(K_SEND_COPY, s))
+        };
+        // SAFETY: as above.
+        if unsafe { self.push(&e) } {
+            self.ops[conn].sends += 1;
+        } else {
+            self.relay.counts.send_queue_full();
+            self.free_copies.push(s);
+        }
     }
 
-    /// Sends `len` bytes at `data` from `conn`'s RTP (or RTCP) socket using send slot
-    /// `s`, from source address `src` when given.
-    fn submit_send(
+    /// Sends received buffer `bid` in place (`len` bytes at `data`, inside the buffer)
+    /// from connection `conn`'s socket `fd`. Returns false (the caller keeps the buffer)
+    /// when the entry could not be queued.
+    #[allow(clippy::too_many_arguments)]
+    fn send_in_place(
         &mut self,
-        s: usize,
+        bid: u16,
+        conn: usize,
         fd: i32,
         to: SocketAddr,
         src: Option<IpAddr>,
         data: *mut u8,
         len: usize,
-    ) {
-        let conn = self.sends[s].conn;
-        let slot = &mut self.sends[s];
-        slot.addr = SockAddr::from(to);
-        slot.iov = libc::iovec {
-            iov_base: data.cast(),
-            iov_len: len,
-        };
-        // SAFETY: all-zero is a valid msghdr.
-        slot.hdr = unsafe { std::mem::zeroed() };
-        slot.hdr.msg_name = slot.addr.as_ptr() as *mut libc::c_void;
-        slot.hdr.msg_namelen = slot.addr.len();
-        slot.hdr.msg_iov = &mut slot.iov;
-        slot.hdr.msg_iovlen = 1;
-        if let Some(ip) = src {
-            let n = encode_pktinfo(&mut slot.ctrl, ip);
-            slot.hdr.msg_control = slot.ctrl.0.as_mut_ptr().cast();
-            slot.hdr.msg_controllen = n as _;
-        }
-        let e = opcode::SendMsg::new(types::Fd(fd), &slot.hdr)
-            .build()
-            .user_data(ud(K_SEND, s));
-        // SAFETY: the slot (header, iovec, address, and its buffer or the ring buffer it
-        // names) is not reused or recycled until this send's completion.
+    ) -> bool {
+        let idx = usize::from(bid % RING_BUFS);
+        let meta = &mut self.buf_sends[idx];
+        meta.conn = conn;
+        meta.rtcp = false;
+        // SAFETY: buffer `bid` is ours (handed over by its receive completion) and is
+        // recycled only when this send completes; its metadata slot is used by no other
+        // send meanwhile (one slot per buffer id).
+        let e = unsafe { meta.entry(fd, to, src, data, len, ud(K_SEND_BUF, idx)) };
+        // SAFETY: as above.
         if unsafe { self.push(&e) } {
             self.ops[conn].sends += 1;
+            true
         } else {
             self.relay.counts.send_queue_full();
-            self.release_send(s);
+            false
         }
     }
 
-    /// A free send slot for `conn`; counts `send_queue_full` when all are in flight.
-    fn take_send(&mut self, conn: usize, rtcp: bool) -> Option<usize> {
-        let Some(s) = self.free_sends.pop() else {
+    /// A free copy slot for `conn`. When all are in flight, the queued sends are
+    /// submitted and completions reaped first; counts `send_queue_full` if none frees up.
+    fn take_copy(&mut self, conn: usize, rtcp: bool) -> Option<usize> {
+        if self.free_copies.is_empty() {
+            self.reap_now();
+        }
+        let Some(s) = self.free_copies.pop() else {
             self.relay.counts.send_queue_full();
             return None;
         };
-        self.sends[s].conn = conn;
-        self.sends[s].rtcp = rtcp;
-        self.sends[s].bid = None;
+        self.copies[s].meta.conn = conn;
+        self.copies[s].meta.rtcp = rtcp;
         Some(s)
     }
 
-    fn release_send(&mut self, s: usize) {
-        if let Some(bid) = self.sends[s].bid.take() {
-            self.bufs.recycle(bid);
+    /// Submits what is queued and reaps the completion queue in the middle of a pass:
+    /// send completions are handled at once (freeing their slots), everything else is
+    /// appended to this pass's completions.
+    fn reap_now(&mut self) {
+        if let Err(e) = self.ring.submit() {
+            tracing::warn!(error = %e, "io_uring submit failed");
         }
-        self.free_sends.push(s);
+        self.reaped.clear();
+        for cqe in self.ring.completion() {
+            self.reaped.push((cqe.user_data(), cqe.result(), cqe.flags()));
+        }
+        for i in 0..self.reaped.len() {
+            let (user_data, res, flags) = self.reaped[i];
+            match user_data >> KIND_SHIFT {
+                K_SEND_BUF | K_SEND_COPY => self.on_send(user_data, res),
+                _ => self.cqes.push((user_data, res, flags)),
+            }
+        }
     }
 
     fn handle_cmd(&mut self, msg: WorkerMsg, now: Instant) {
@@ -415,24 +541,23 @@ impl UringWorker {
             let Some((tx, bytes)) = self.tdm_tx.get(i) else {
                 continue;
             };
+            let n = bytes.len();
             let Some((fd, _)) = self.relay.fds(tx.slot) else {
                 self.relay.counts.send_failed(libc::EBADF);
                 continue;
             };
-            let n = bytes.len();
             if n > BUF_SIZE {
                 self.relay.counts.send_failed(libc::EMSGSIZE);
                 continue;
             }
-            let Some(s) = self.take_send(tx.slot, false) else {
+            let Some(s) = self.take_copy(tx.slot, false) else {
                 continue;
             };
             // `bytes` borrows `tdm_tx`, a field apart from the send slots.
             if let Some((_, bytes)) = self.tdm_tx.get(i) {
-                self.sends[s].buf[..n].copy_from_slice(bytes);
+                self.copies[s].buf[..n].copy_from_slice(bytes);
             }
-            let ptr = self.sends[s].buf.as_mut_ptr();
-            self.submit_send(s, fd, tx.to, tx.src, ptr, n);
+            self.send_copy(s, fd, tx.to, tx.src, n);
         }
         self.ctx.publish_frames(&self.relay);
     }
@@ -465,22 +590,26 @@ impl UringWorker {
         }
     }
 
+    /// Drains up to [`crate::worker::CMDS_PER_PASS`] commands; returns whether more wait.
+    fn commands(&mut self, cmds: &mut Vec<WorkerMsg>, now: Instant) -> bool {
+        let more = self.ctx.drain(|c| cmds.push(c));
+        for c in cmds.drain(..) {
+            self.handle_cmd(c, now);
+        }
+        more
+    }
+
     pub(crate) fn run(mut self) -> io::Result<()> {
         self.ctx.publish(&self.relay);
         self.arm_wake();
-        self.arm_timer();
         let mut more_cmds = false;
         let mut cmds = Vec::new();
         loop {
             self.relay.counts.loop_passes = self.relay.counts.loop_passes.wrapping_add(1);
             let now = Instant::now();
             self.ctx.waker.clear();
-            more_cmds = more_cmds || !self.ctx.rx.is_empty();
-            if more_cmds {
-                more_cmds = self.ctx.drain(|c| cmds.push(c));
-                for c in cmds.drain(..) {
-                    self.handle_cmd(c, now);
-                }
+            if more_cmds || !self.ctx.rx.is_empty() {
+                more_cmds = self.commands(&mut cmds, now);
             }
             if self.ctx.stopping() && self.stop_deadline.is_none() {
                 self.begin_stop(now);
@@ -492,7 +621,7 @@ impl UringWorker {
             self.rearm();
             self.bufs.publish();
             if let Some(deadline) = self.stop_deadline {
-                if self.relay.is_empty() && !self.wake_armed && !self.timer_armed {
+                if self.relay.is_empty() && !self.wake_armed {
                     self.ctx.publish(&self.relay);
                     return Ok(());
                 }
@@ -505,25 +634,8 @@ impl UringWorker {
                     return Ok(());
                 }
             }
-            let want = usize::from(!more_cmds);
-            // The next TDM frame bounds the wait (the 100 ms timer op covers the tick).
-            let frame_wait = self
-                .relay
-                .tdm
-                .deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            let r = if self.stop_deadline.is_some() || frame_wait.is_some() {
-                // Bounded waits while stopping, so the grace deadline is always checked.
-                let wait = frame_wait.map_or(TICK, |d| d.min(TICK));
-                let ts = types::Timespec::from(wait);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                let want = if wait.is_zero() { 0 } else { want };
-                self.ring.submitter().submit_with_args(want, &args)
-            } else {
-                self.ring.submit_and_wait(want)
-            };
-            match r {
-                Ok(_) => {}
+            match self.wait(more_cmds) {
+                Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
@@ -537,16 +649,47 @@ impl UringWorker {
             // Commands before packets: a packet that arrives right after a CRCX/MDCX
             // answer must meet the connection as that command left it.
             if !self.ctx.rx.is_empty() {
-                more_cmds = self.ctx.drain(|c| cmds.push(c));
-                for c in cmds.drain(..) {
-                    self.handle_cmd(c, now);
-                }
+                more_cmds = self.commands(&mut cmds, now);
             }
-            for i in 0..self.cqes.len() {
-                let (ud, res, flags) = self.cqes[i];
-                self.on_cqe(ud, res, flags, now);
+            self.received_last_pass = 0;
+            // By index: sends reaped early append the other completions they find.
+            let mut i = 0;
+            while let Some(&(user_data, res, flags)) = self.cqes.get(i) {
+                self.on_cqe(user_data, res, flags, now);
+                i += 1;
             }
         }
+    }
+
+    /// Submits everything queued and waits for completions (see the module docs),
+    /// bounded by the next tick or TDM frame; does not block when commands are waiting.
+    fn wait(&mut self, more_cmds: bool) -> io::Result<()> {
+        let mut until = self.next_tick;
+        if let Some(frame) = self.relay.tdm.deadline() {
+            until = until.min(frame);
+        }
+        let bound = until.saturating_duration_since(Instant::now());
+        // Completions already due when the wait starts: those not yet reaped and one per
+        // queued submission (sends complete during the submit itself).
+        let ready = self.ring.completion().len();
+        let due = ready + self.ring.submission().len();
+        let (want, min_wait) = if more_cmds || bound.is_zero() {
+            // Poll: run deferred work and return at once (a zero bound times out).
+            (1, Duration::ZERO)
+        } else if self.received_last_pass > 0 && self.min_wait && bound > MIN_WAIT {
+            (due + WAIT_BATCH, MIN_WAIT)
+        } else {
+            (due + 1, Duration::ZERO)
+        };
+        let bound = if more_cmds { Duration::ZERO } else { bound };
+        let ts = types::Timespec::from(bound);
+        let args = types::SubmitArgs::new()
+            .timespec(&ts)
+            .min_wait_usec(min_wait.as_micros() as u32);
+        self.ring
+            .submitter()
+            .submit_with_args(want.min(CQ_ENTRIES as usize), &args)
+            .map(drop)
     }
 
     fn begin_stop(&mut self, now: Instant) {
@@ -559,13 +702,11 @@ impl UringWorker {
         for key in keys {
             self.remove(key);
         }
-        for u in [UD_WAKE, UD_TIMER] {
-            let e = opcode::AsyncCancel::new(u)
-                .build()
-                .user_data(ud(K_CANCEL, 0));
-            // SAFETY: a cancel names no memory.
-            let _ = unsafe { self.push(&e) };
-        }
+        let e = opcode::AsyncCancel::new(UD_WAKE)
+            .build()
+            .user_data(ud(K_CANCEL, 0));
+        // SAFETY: a cancel names no memory.
+        let _ = unsafe { self.push(&e) };
     }
 
     fn rearm(&mut self) {
@@ -581,13 +722,8 @@ impl UringWorker {
             }
             self.maybe_finish(slot);
         }
-        if !stopping {
-            if !self.wake_armed {
-                self.arm_wake();
-            }
-            if !self.timer_armed {
-                self.arm_timer();
-            }
+        if !stopping && !self.wake_armed {
+            self.arm_wake();
         }
     }
 
@@ -601,29 +737,21 @@ impl UringWorker {
             let Some((_, fd)) = self.relay.fds(slot) else {
                 continue;
             };
-            let Some(s) = self.take_send(slot, true) else {
+            let Some(s) = self.take_copy(slot, true) else {
                 continue;
             };
             let n = bytes.len().min(BUF_SIZE);
-            self.sends[s].buf[..n].copy_from_slice(&bytes[..n]);
-            let ptr = self.sends[s].buf.as_mut_ptr();
+            self.copies[s].buf[..n].copy_from_slice(&bytes[..n]);
             let src = self.relay.rtcp_source(slot);
-            self.submit_send(s, fd, to, src, ptr, n);
+            self.send_copy(s, fd, to, src, n);
         }
         self.ctx.publish(&self.relay);
     }
 
     fn on_cqe(&mut self, user_data: u64, res: i32, flags: u32, now: Instant) {
-        match user_data {
-            UD_WAKE => {
-                self.wake_armed = false;
-                return;
-            }
-            UD_TIMER => {
-                self.timer_armed = false;
-                return;
-            }
-            _ => {}
+        if user_data == UD_WAKE {
+            self.wake_armed = false;
+            return;
         }
         let kind = user_data >> KIND_SHIFT;
         let idx = (user_data & ((1 << KIND_SHIFT) - 1)) as usize;
@@ -631,25 +759,41 @@ impl UringWorker {
             K_RECV_RTP | K_RECV_RTCP => {
                 self.on_recv(idx, usize::from(kind == K_RECV_RTCP), res, flags, now)
             }
-            K_SEND => {
-                let Some((conn, rtcp)) = self.sends.get(idx).map(|s| (s.conn, s.rtcp)) else {
-                    return;
-                };
-                if res < 0 {
-                    tracing::trace!(errno = -res, "send failed");
-                    self.relay.counts.send_failed(-res);
-                } else {
-                    self.relay.counts.sent(res as usize, rtcp);
-                }
-                self.release_send(idx);
-                if let Some(o) = self.ops.get_mut(conn) {
-                    o.sends = o.sends.saturating_sub(1);
-                }
-                if self.relay.is_closing(conn) {
-                    self.maybe_finish(conn);
-                }
-            }
+            K_SEND_BUF | K_SEND_COPY => self.on_send(user_data, res),
             _ => {} // cancel results
+        }
+    }
+
+    /// A send completed: count it, free its slot (or give its buffer back to the ring)
+    /// and finish its connection's removal if that waited for it.
+    fn on_send(&mut self, user_data: u64, res: i32) {
+        let kind = user_data >> KIND_SHIFT;
+        let idx = (user_data & ((1 << KIND_SHIFT) - 1)) as usize;
+        let meta = if kind == K_SEND_BUF {
+            self.buf_sends.get(idx)
+        } else {
+            self.copies.get(idx).map(|c| &c.meta)
+        };
+        let Some((conn, rtcp)) = meta.map(|m| (m.conn, m.rtcp)) else {
+            return;
+        };
+        if res < 0 {
+            tracing::trace!(errno = -res, "send failed");
+            self.relay.counts.send_failed(-res);
+        } else {
+            self.relay.counts.sent(res as usize, rtcp);
+        }
+        if kind == K_SEND_BUF {
+            // idx < RING_BUFS (checked by the lookup above), so it fits a buffer id.
+            self.bufs.recycle(idx as u16);
+        } else {
+            self.free_copies.push(idx);
+        }
+        if let Some(o) = self.ops.get_mut(conn) {
+            o.sends = o.sends.saturating_sub(1);
+        }
+        if self.relay.is_closing(conn) {
+            self.maybe_finish(conn);
         }
     }
 
@@ -674,6 +818,7 @@ impl UringWorker {
                 tracing::debug!(errno = -res, slot, "multishot receive ended");
             }
         } else if let Some(bid) = bid {
+            self.received_last_pass += 1;
             self.on_buffer(slot, k, bid, res as usize, now);
         }
         if !more {
@@ -739,30 +884,27 @@ impl UringWorker {
                 self.relay.counts.send_failed(libc::EBADF);
                 continue;
             };
-            let Some(s) = self.take_send(tx.slot, false) else {
+            let Some(s) = self.take_copy(tx.slot, false) else {
                 continue;
             };
-            let out = &mut self.sends[s].buf[..plen];
+            let out = &mut self.copies[s].buf[..plen];
             out.copy_from_slice(pkt);
             if let Some(h) = &tx.header {
                 write_header(out, h);
             }
-            let ptr = out.as_mut_ptr();
-            self.submit_send(s, fd, tx.to, tx.src, ptr, plen);
+            self.send_copy(s, fd, tx.to, tx.src, plen);
         }
         let mut sent_in_place = false;
         if let Some(tx) = self.fanout.get(0).copied() {
             match self.relay.fds(tx.slot) {
                 None => self.relay.counts.send_failed(libc::EBADF),
                 Some((fd, _)) => {
-                    if let Some(s) = self.take_send(tx.slot, false) {
-                        if let Some(h) = &tx.header {
-                            write_header(pkt, h);
-                        }
-                        self.sends[s].bid = Some(bid);
-                        self.submit_send(s, fd, tx.to, tx.src, pkt.as_mut_ptr(), plen);
-                        sent_in_place = true;
+                    if let Some(h) = &tx.header {
+                        write_header(pkt, h);
                     }
+                    let data = pkt.as_mut_ptr();
+                    sent_in_place =
+                        self.send_in_place(bid, tx.slot, fd, tx.to, tx.src, data, plen);
                 }
             }
         }

@@ -13,7 +13,7 @@ use common::*;
 use mgw_dataplane::{
     BackendChoice, ChannelSignal, Codec, ConnCounters, ConnKey, ConnSpec, Dataplane, DataplaneCmd,
     DataplaneConfig, DataplaneEvent, DigitOrigin, DtmfMode, GroupId, Mode, PayloadBinding,
-    SourceCheck,
+    SourceCheck, ToneKind,
 };
 use mgw_media::codec::{Codec as MediaCodec, CodecConfig, CodecKind, Decoder, Encoder};
 
@@ -397,3 +397,120 @@ fn unsupported_codec_is_inactive(backend: BackendChoice) {
     dp.shutdown();
 }
 both_backends!(unsupported_codec, crate::unsupported_codec_is_inactive);
+
+fn continuity_tones_cross_the_pair(backend: BackendChoice) {
+    let dp = start_tdm(backend);
+    // T/co1 played toward the line of e1-1/6 is heard on e1-2/6 (the crossover)...
+    signal(&dp, "ds/e1-1/6", ChannelSignal::Tone(ToneKind::Continuity));
+    assert!(
+        wait_event(
+            &dp,
+            &DataplaneEvent::ToneDetected {
+                channel: "ds/e1-2/6".into(),
+                tone: ToneKind::Continuity,
+            },
+            T
+        ),
+        "2010 Hz on e1-1/6 detected on e1-2/6"
+    );
+    // ... and the far end answers with T/co2, which comes back to e1-1/6.
+    signal(&dp, "ds/e1-1/6", ChannelSignal::Stop);
+    signal(
+        &dp,
+        "ds/e1-2/6",
+        ChannelSignal::Tone(ToneKind::ContinuityReturn),
+    );
+    assert!(
+        wait_event(
+            &dp,
+            &DataplaneEvent::ToneDetected {
+                channel: "ds/e1-1/6".into(),
+                tone: ToneKind::ContinuityReturn,
+            },
+            T
+        ),
+        "1780 Hz on e1-2/6 detected on e1-1/6"
+    );
+    // A continuous tone: no SignalDone, and one detection per onset.
+    signal(&dp, "ds/e1-2/6", ChannelSignal::Stop);
+    let mut later = Vec::new();
+    while let Ok(ev) = dp.events().recv_timeout(Duration::from_millis(300)) {
+        later.push(ev);
+    }
+    assert!(
+        !later.iter().any(|e| matches!(
+            e,
+            DataplaneEvent::SignalDone { .. } | DataplaneEvent::ToneDetected { .. }
+        )),
+        "{later:?}"
+    );
+    dp.shutdown();
+}
+both_backends!(continuity_tone, crate::continuity_tones_cross_the_pair);
+
+fn play_announcement_across(backend: BackendChoice) {
+    let dp = start_tdm(backend);
+    let pb = peer();
+    let b = tdm_leg(&dp, 72, "ds/e1-2/7", vec![binding(8, "PCMA", 8000, 1)], &pb);
+    settle();
+    // 0.5 s of the 1 kHz tone.
+    let pcm: Arc<[i16]> = (0..4000)
+        .map(|i| {
+            let t = f64::from(i) / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin()) as i16
+        })
+        .collect();
+    let pb2 = pb.try_clone().unwrap();
+    // 1.5 s of B's packets, from before the announcement to well after it.
+    let rx = std::thread::spawn(move || recv_n(&pb2, 75, Duration::from_secs(4)));
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    signal(&dp, "ds/e1-1/7", ChannelSignal::Play(Arc::clone(&pcm)));
+    assert!(wait_event(
+        &dp,
+        &DataplaneEvent::SignalDone {
+            channel: "ds/e1-1/7".into()
+        },
+        T
+    ));
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(440) && took < Duration::from_millis(1500),
+        "SignalDone after {took:?}"
+    );
+    let got = rx.join().unwrap();
+    assert!(got.len() >= 70, "B sent {} packets", got.len());
+    assert!(got.iter().all(|(_, from)| *from == b.rtp_addr));
+    let audio = decode(&got, CodecKind::Pcma, 8);
+    let rms =
+        |c: &[i16]| (c.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / c.len() as f64).sqrt();
+    // The announcement plays once: 25 packets (0.5 s) carry it, in one run.
+    let toned: Vec<usize> = audio
+        .chunks_exact(160)
+        .enumerate()
+        .filter(|(_, c)| rms(c) > 1000.0)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        (24..=26).contains(&toned.len()),
+        "{} packets with the tone",
+        toned.len()
+    );
+    assert_eq!(
+        toned[toned.len() - 1] - toned[0] + 1,
+        toned.len(),
+        "one run"
+    );
+    let inner = &audio[(toned[0] + 1) * 160..toned[toned.len() - 1] * 160];
+    let snr = snr_db(inner, TONE_HZ);
+    assert!(snr > 25.0, "1 kHz SNR {snr:.1} dB");
+    assert_eq!(
+        Arc::strong_count(&pcm),
+        1,
+        "the worker let go of the samples"
+    );
+    remove(&dp, &b);
+    assert!(wait_event(&dp, &DataplaneEvent::Removed { key: b.key }, T));
+    dp.shutdown();
+}
+both_backends!(play_announcement, crate::play_announcement_across);

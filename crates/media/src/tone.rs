@@ -583,7 +583,11 @@ impl ToneGenerator {
     /// A single frequency at `level_dbm0`, played until [`stop`](Self::stop) is called
     /// (e.g. a continuity tone, [`CONTINUITY_HZ`] at [`CONTINUITY_LEVEL_DBM0`]).
     pub fn steady(hz: f32, level_dbm0: f32, rate: SampleRate) -> Self {
-        let steps = vec![Step::new(&[(hz, level_dbm0)], rate.ms_to_samples(1000), rate)];
+        let steps = vec![Step::new(
+            &[(hz, level_dbm0)],
+            rate.ms_to_samples(1000),
+            rate,
+        )];
         Self::from_steps(steps, Some(0), rate)
     }
 

@@ -1088,3 +1088,371 @@ fn hostile_packets_are_counted_not_fatal() {
     let ok = ConnParams::from_sdp("opus", 48000, Some(2), Some("useinbandfec=1"), 111).unwrap();
     assert!(ok.codec_config.opus_fec);
 }
+
+// ------------------------------------------------------------------------------------------
+// 9. Continuity tones (T/co1, T/co2) and announcements (A/ann)
+
+use mgw_media::codec::g711::{decode_slice, encode_slice};
+use mgw_media::codec::G711Law;
+use mgw_media::tone::{dbm0_to_peak, power_to_dbm0, ToneSet, CONTINUITY_HZ, CONTINUITY_RETURN_HZ};
+use std::sync::Arc;
+
+/// What an E1 does to a frame: A-law in, A-law out.
+fn through_alaw(x: &[i16]) -> Vec<i16> {
+    let mut codes = vec![0u8; x.len()];
+    encode_slice(G711Law::ALaw, x, &mut codes);
+    let mut out = vec![0i16; x.len()];
+    decode_slice(G711Law::ALaw, &codes, &mut out);
+    out
+}
+
+/// (tick index, frequency) of every `ToneDetected` event of `sim`, in order, given the
+/// tick at which each event was polled.
+fn tone_events(events: &[(u64, EngineEvent)]) -> Vec<(u64, u32)> {
+    events
+        .iter()
+        .filter_map(|&(t, e)| match e {
+            EngineEvent::ToneDetected { freq_hz } => Some((t, freq_hz)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Feeds `input` to a fresh engine (configured by `cfg`) frame by frame, through A-law;
+/// returns every event with the tick it was raised in.
+fn feed(cfg: EngineConfig, input: &[i16]) -> Vec<(u64, EngineEvent)> {
+    let mut eng = ChannelEngine::new(cfg);
+    let t0 = Instant::now();
+    let mut out = [0i16; FRAME];
+    let mut events = Vec::new();
+    for (k, frame) in input.chunks(FRAME).enumerate() {
+        let at = t0 + Duration::from_micros(k as u64 * TICK_US);
+        eng.tick(at, &through_alaw(frame), &mut out, &mut |_, _| {});
+        while let Some(e) = eng.poll_event() {
+            events.push((k as u64, e));
+        }
+    }
+    events
+}
+
+fn steady(hz: u32, dbm0: f32, ms: usize) -> Vec<i16> {
+    let mut g = ToneGenerator::steady(hz as f32, dbm0, SampleRate::Hz8000);
+    let mut x = vec![0i16; ms * 8];
+    g.fill(&mut x);
+    x
+}
+
+#[test]
+fn continuity_tone_played_by_one_engine_is_detected_by_the_other() {
+    for hz in [CONTINUITY_HZ, CONTINUITY_RETURN_HZ] {
+        // A plays the tone toward its line; the line (A-law) is B's input.
+        let mut a = Sim::new(EngineConfig::default());
+        a.eng
+            .add_connection(1, conn(CodecKind::Pcma, 8, 1))
+            .unwrap();
+        a.eng
+            .play_signal(Signal::Continuity {
+                freq_hz: hz,
+                toward: SignalDirection::Both,
+            })
+            .unwrap();
+        let mut b = ChannelEngine::new(EngineConfig::default());
+        let mut events = Vec::new();
+        let mut out = [0i16; FRAME];
+        for k in 0..100u64 {
+            a.step(&[0; FRAME]);
+            let line = through_alaw(&a.out[a.out.len() - FRAME..]);
+            b.tick(a.at(k * TICK_US), &line, &mut out, &mut |_, _| {});
+            while let Some(e) = b.poll_event() {
+                events.push((k, e));
+            }
+        }
+        // Continuous: still playing, no SignalDone; reported once, 60 ms after the onset
+        // (the tone fills tick 0 onwards: blocks 0..6 end with tick 2).
+        assert!(a.eng.signal_active());
+        assert!(!a.events.contains(&EngineEvent::SignalDone));
+        assert_eq!(events, vec![(2, EngineEvent::ToneDetected { freq_hz: hz })]);
+        // Frequency and level on the line, and in-band toward IP.
+        let (f, snr) = tone_quality(
+            &a.out[800..8800],
+            8000.0,
+            hz as f64 - 20.0,
+            hz as f64 + 20.0,
+        );
+        assert!(
+            (f - f64::from(hz)).abs() < 0.5 && snr > 40.0,
+            "{hz}: {f} {snr}"
+        );
+        let p = a.out[800..8800]
+            .iter()
+            .map(|&v| f64::from(v).powi(2))
+            .sum::<f64>()
+            / 8000.0;
+        let level = power_to_dbm0(p as f32);
+        assert!((level + 10.0).abs() < 0.2, "{hz}: {level} dBm0");
+        let ip = decode_all(CodecKind::Pcma, &CodecConfig::default(), &a.sent_on(1, 8));
+        let (f, snr) = tone_quality(&ip[800..8800], 8000.0, hz as f64 - 20.0, hz as f64 + 20.0);
+        assert!(
+            (f - f64::from(hz)).abs() < 0.5 && snr > 30.0,
+            "IP {hz}: {f} {snr}"
+        );
+        a.eng.play_signal(Signal::Stop).unwrap();
+        assert!(!a.eng.signal_active());
+    }
+}
+
+#[test]
+fn continuity_onsets_are_debounced() {
+    let gap = |ms: usize| vec![0i16; ms * 8];
+    let mut input = Vec::new();
+    input.extend(gap(100)); // ticks 0..5
+    input.extend(steady(CONTINUITY_HZ, -10.0, 300)); // ticks 5..20
+    input.extend(gap(200)); // 20..30
+                            // A 20 ms dropout in the middle of the second tone does not report it twice.
+    input.extend(steady(CONTINUITY_HZ, -10.0, 200)); // 30..40
+    input.extend(gap(20)); // 40
+    input.extend(steady(CONTINUITY_HZ, -10.0, 200)); // 41..51
+    input.extend(gap(200)); // 51..61
+                            // Weak (−30 dBm0) return tone.
+    input.extend(steady(CONTINUITY_RETURN_HZ, -30.0, 300)); // 61..76
+                                                            // A tone changing straight to the other tone.
+    input.extend(steady(CONTINUITY_HZ, -10.0, 300)); // 76..91
+                                                     // Too short: 40 ms.
+    input.extend(gap(200)); // 91..101
+    input.extend(steady(CONTINUITY_RETURN_HZ, -10.0, 40)); // 101..103
+    input.extend(gap(200));
+    let ev = tone_events(&feed(EngineConfig::default(), &input));
+    assert_eq!(
+        ev,
+        vec![
+            (7, CONTINUITY_HZ),
+            (32, CONTINUITY_HZ),
+            (63, CONTINUITY_RETURN_HZ),
+            (78, CONTINUITY_HZ)
+        ]
+    );
+    // With detection off, nothing.
+    let cfg = EngineConfig {
+        continuity_detection: false,
+        ..EngineConfig::default()
+    };
+    assert!(tone_events(&feed(cfg, &input)).is_empty());
+}
+
+/// A crude voiced-speech model: a glottal pulse train with a gliding pitch through three
+/// formant resonators that move every syllable, with a syllable envelope and pauses.
+fn speech_like(seconds: usize, seed: u64) -> Vec<i16> {
+    let mut rng = Rng(seed);
+    let n = seconds * 8000;
+    let mut out = Vec::with_capacity(n);
+    // (F1, F2, F3) of some vowels, Hz.
+    const VOWELS: [(f64, f64, f64); 6] = [
+        (730.0, 1090.0, 2440.0),
+        (270.0, 2290.0, 3010.0),
+        (530.0, 1840.0, 2480.0),
+        (660.0, 1720.0, 2410.0),
+        (300.0, 870.0, 2240.0),
+        (390.0, 1990.0, 2550.0),
+    ];
+    let mut res = [(0.0f64, 0.0f64); 3];
+    let mut phase = 0.0f64;
+    let mut i = 0;
+    while i < n {
+        let syl = 1200 + rng.below(1600) as usize; // 150–350 ms
+        let (f1, f2, f3) = VOWELS[rng.below(6) as usize];
+        let pitch0 = 90.0 + rng.below(160) as f64;
+        let glide = (rng.below(80) as f64 - 40.0) / syl as f64;
+        let voiced = rng.chance(0.8);
+        for j in 0..syl.min(n - i) {
+            let pitch = pitch0 + glide * j as f64;
+            phase += pitch / 8000.0;
+            let exc = if voiced {
+                if phase >= 1.0 {
+                    phase -= 1.0;
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                (rng.below(2001) as f64 - 1000.0) / 3000.0
+            };
+            let mut y = 0.0;
+            for (k, &(f, bw)) in [(f1, 80.0), (f2, 120.0), (f3, 160.0)].iter().enumerate() {
+                let r = (-std::f64::consts::PI * bw / 8000.0).exp();
+                let c = 2.0 * r * (2.0 * std::f64::consts::PI * f / 8000.0).cos();
+                let (y1, y2) = res[k];
+                let v = exc + c * y1 - r * r * y2;
+                res[k] = (v, y1);
+                y += v / (k + 1) as f64;
+            }
+            let env = (std::f64::consts::PI * j as f64 / syl as f64).sin();
+            out.push((y * env * 1500.0).clamp(-32768.0, 32767.0) as i16);
+        }
+        i += syl;
+        // A pause between some syllables.
+        if rng.chance(0.3) {
+            let p = (rng.below(1600) as usize).min(n.saturating_sub(i));
+            out.extend(std::iter::repeat_n(0, p));
+            i += p;
+        }
+    }
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn no_continuity_detection_on_dtmf_progress_tones_noise_or_speech() {
+    let mut input: Vec<i16> = Vec::new();
+    // All sixteen digits, at the default levels and with the low or the high tone 2–4 dB
+    // stronger, 1 s each (so that a single tone of the pair would have ample time).
+    for (low, high) in [(-10.0, -8.0), (-8.0, -10.0), (-14.0, -10.0)] {
+        let p = DtmfToneParams {
+            low_dbm0: low,
+            high_dbm0: high,
+            on_ms: 1000,
+            off_ms: 100,
+        };
+        input.extend(
+            render_gen(ToneGenerator::dtmf_sequence(
+                &DtmfDigit::ALL,
+                &p,
+                SampleRate::Hz8000,
+            ))
+            .iter(),
+        );
+    }
+    let dtmf_len = input.len();
+    // Every call-progress tone of both plans, 6 s each (cadences included).
+    for set in [ToneSet::ETSI, ToneSet::NORTH_AMERICA] {
+        for t in CallProgressTone::ALL {
+            if let Some(mut g) = ToneGenerator::call_progress(&set, t, SampleRate::Hz8000) {
+                let mut x = vec![0i16; 48_000];
+                g.fill(&mut x);
+                input.extend_from_slice(&x);
+            }
+        }
+    }
+    // White noise at −10, −20 and −30 dBm0, 10 s each.
+    let mut rng = Rng(2010);
+    for dbm0 in [-10.0f32, -20.0, -30.0] {
+        // Uniform noise of peak a has power a²/3.
+        let a = f64::from(dbm0_to_peak(dbm0)) / 2f64.sqrt() * 3f64.sqrt();
+        for _ in 0..80_000 {
+            let u = (rng.below(2_000_001) as f64 - 1_000_000.0) / 1_000_000.0;
+            input.push((u * a) as i16);
+        }
+    }
+    // 60 s of speech-like sound, at its level and 12 dB louder.
+    let speech = speech_like(30, 7);
+    input.extend_from_slice(&speech);
+    input.extend(speech.iter().map(|&v| v.saturating_mul(4)));
+    // Neighbours of the continuity tones: fax answer tone 2100 Hz, 1900 Hz, 1650 Hz.
+    for hz in [2100, 1900, 1650] {
+        input.extend(steady(hz, -10.0, 2000));
+    }
+
+    let events = feed(EngineConfig::default(), &input);
+    assert_eq!(tone_events(&events), vec![], "no continuity tone");
+    // The input did reach the detectors: the digits were all found, in the DTMF part.
+    let found: String = events
+        .iter()
+        .filter_map(|&(t, e)| match e {
+            EngineEvent::DigitDetected { digit, .. } if (t as usize) * FRAME < dtmf_len + 800 => {
+                Some(digit.to_char())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(found, "0123456789*#ABCD".repeat(3));
+}
+
+fn render_gen(mut g: ToneGenerator) -> Vec<i16> {
+    let mut out = Vec::new();
+    let mut buf = [0i16; FRAME];
+    while !g.is_done() {
+        let n = g.fill(&mut buf);
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+#[test]
+fn play_plays_exactly_the_samples_then_signal_done() {
+    // 0.5 s plus 37 samples: the last frame is partly filled.
+    let len = 4000 + 37;
+    let pcm: Arc<[i16]> = (0..len)
+        .map(|i| ((i as i32 * 7919) % 20_001 - 10_000) as i16)
+        .collect();
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .add_connection(1, conn(CodecKind::Pcma, 8, 1))
+        .unwrap();
+    sim.eng
+        .play_signal(Signal::Play {
+            pcm: Arc::clone(&pcm),
+            toward: SignalDirection::Both,
+        })
+        .unwrap();
+    assert_eq!(Arc::strong_count(&pcm), 2, "shared, not copied");
+    let mut done_at = None;
+    for k in 0..40 {
+        sim.step(&[0; FRAME]);
+        if done_at.is_none() && sim.events.contains(&EngineEvent::SignalDone) {
+            done_at = Some(k);
+        }
+    }
+    // Raised in the tick that played the last sample, once.
+    assert_eq!(done_at, Some(len / FRAME));
+    assert_eq!(
+        sim.events
+            .iter()
+            .filter(|e| **e == EngineEvent::SignalDone)
+            .count(),
+        1
+    );
+    assert!(!sim.eng.signal_active());
+    assert_eq!(Arc::strong_count(&pcm), 1, "released when done");
+    // Toward the line: the samples, exactly, then silence.
+    assert_eq!(&sim.out[..len], &pcm[..]);
+    assert!(sim.out[len..].iter().all(|&s| s == 0));
+    // Toward IP: the same samples through A-law.
+    let ip = decode_all(CodecKind::Pcma, &CodecConfig::default(), &sim.sent_on(1, 8));
+    assert_eq!(&ip[..len], &through_alaw(&pcm)[..]);
+    assert!(ip[len..].iter().all(|&s| s.abs() <= 8));
+
+    // Stopped half-way: no SignalDone; an empty buffer is done at once; a bad steady
+    // frequency is refused.
+    let mut sim = Sim::new(EngineConfig::default());
+    sim.eng
+        .play_signal(Signal::Play {
+            pcm: Arc::clone(&pcm),
+            toward: SignalDirection::Tdm,
+        })
+        .unwrap();
+    for _ in 0..5 {
+        sim.step(&[0; FRAME]);
+    }
+    sim.eng.play_signal(Signal::Stop).unwrap();
+    for _ in 0..30 {
+        sim.step(&[0; FRAME]);
+    }
+    assert_eq!(&sim.out[..800], &pcm[..800]);
+    assert!(sim.out[800..].iter().all(|&s| s == 0));
+    assert!(!sim.events.contains(&EngineEvent::SignalDone));
+    sim.eng
+        .play_signal(Signal::Play {
+            pcm: Arc::from(Vec::new()),
+            toward: SignalDirection::Tdm,
+        })
+        .unwrap();
+    assert_eq!(sim.eng.poll_event(), Some(EngineEvent::SignalDone));
+    for freq_hz in [0, 4000, 10_000] {
+        assert_eq!(
+            sim.eng.play_signal(Signal::Continuity {
+                freq_hz,
+                toward: SignalDirection::Tdm
+            }),
+            Err(mgw_media::engine::EngineError::UnknownTone)
+        );
+    }
+}

@@ -62,17 +62,26 @@
 //! `netwtest` send a connection's own decoded audio back to it re-encoded.
 //!
 //! ## Signals
-//! [`ChannelEngine::play_signal`] plays DTMF digits or a call-progress tone
-//! ([`crate::tone::ToneGenerator`]) toward TDM, IP (in-band, every sending connection) or
-//! both; a new signal replaces the current one; a timed one ends with
-//! [`EngineEvent::SignalDone`].
+//! [`ChannelEngine::play_signal`] plays DTMF digits, a call-progress tone
+//! ([`crate::tone::ToneGenerator`]), a steady continuity tone (2010 Hz / 1780 Hz) or a
+//! shared buffer of PCM (an announcement, played once sample for sample) toward TDM, IP
+//! (in-band, every sending connection) or both; a new signal replaces the current one; a
+//! timed one (digits, timed tone, PCM) ends with [`EngineEvent::SignalDone`].
+//!
+//! ## Continuity tones
+//! When [`EngineConfig::continuity_detection`] is on, the TDM input also goes through a
+//! detector of the continuity tones (Goertzel at 2010 Hz and 1780 Hz on 10 ms blocks, an
+//! energy-ratio test and a 60 ms minimum duration; see `tonedet.rs`), which reports each
+//! tone onset once as [`EngineEvent::ToneDetected`].
 
 mod conn;
 mod dsp;
 mod params;
 pub mod rtp;
+mod tonedet;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub use self::params::{
@@ -83,7 +92,9 @@ pub use self::params::{
 use self::conn::Conn;
 use self::dsp::mix_into;
 use crate::dtmf::{DtmfDetector, DtmfEvent};
-use crate::tone::{SampleRate, ToneGenerator};
+use crate::tone::{SampleRate, ToneGenerator, CONTINUITY_LEVEL_DBM0};
+
+use self::tonedet::ContinuityDetector;
 
 /// Most frames the in-band-digit mute may delay audio by.
 const MAX_MUTE_DELAY: usize = 4;
@@ -115,10 +126,54 @@ impl EventQueue {
     }
 }
 
+/// Where the samples of the signal being played come from.
+// One per channel, replaced only by `play_signal`: the size difference costs nothing, and
+// boxing the generator would add an allocation per signal.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum SignalSource {
+    /// Digits and tones.
+    Gen(ToneGenerator),
+    /// Shared PCM, played from `at` on.
+    Pcm { pcm: Arc<[i16]>, at: usize },
+}
+
+impl SignalSource {
+    /// Overwrites `out` with the next samples (zeros after the end).
+    fn fill(&mut self, out: &mut [i16]) {
+        match self {
+            SignalSource::Gen(g) => {
+                g.fill(out);
+            }
+            SignalSource::Pcm { pcm, at } => {
+                let rest = pcm.get(*at..).unwrap_or(&[]);
+                let n = rest.len().min(out.len());
+                out[..n].copy_from_slice(&rest[..n]);
+                out[n..].fill(0);
+                *at += n;
+            }
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            SignalSource::Gen(g) => g.is_done(),
+            SignalSource::Pcm { pcm, at } => *at >= pcm.len(),
+        }
+    }
+
+    fn is_timed(&self) -> bool {
+        match self {
+            SignalSource::Gen(g) => g.is_timed(),
+            SignalSource::Pcm { .. } => true,
+        }
+    }
+}
+
 /// The signal being played.
 #[derive(Debug)]
 struct ActiveSignal {
-    gen: ToneGenerator,
+    src: SignalSource,
     toward: SignalDirection,
 }
 
@@ -132,6 +187,7 @@ pub struct ChannelEngine {
     epoch: Option<Instant>,
     conns: Vec<Conn>,
     detector: Option<DtmfDetector>,
+    tone_detector: Option<ContinuityDetector>,
     signal: Option<ActiveSignal>,
     /// Direction of the signal samples in `sig_buf` this tick, if any.
     sig_now: Option<SignalDirection>,
@@ -166,6 +222,7 @@ impl ChannelEngine {
             detector: cfg
                 .dtmf_detection
                 .then(|| DtmfDetector::with_config(SampleRate::Hz8000, cfg.dtmf_config)),
+            tone_detector: cfg.continuity_detection.then(ContinuityDetector::new),
             signal: None,
             sig_now: None,
             sig_buf: vec![0; frame].into_boxed_slice(),
@@ -242,28 +299,40 @@ impl ChannelEngine {
     /// Plays `sig`, replacing any signal in progress.
     pub fn play_signal(&mut self, sig: Signal) -> Result<(), EngineError> {
         let rate = SampleRate::Hz8000;
-        let (gen, toward) = match sig {
+        let (src, toward) = match sig {
             Signal::Stop => {
                 self.stop_signals();
                 return Ok(());
             }
             Signal::Dtmf { digits, toward } => (
-                ToneGenerator::dtmf_sequence(&digits, &self.cfg.dtmf_tones, rate),
+                SignalSource::Gen(ToneGenerator::dtmf_sequence(
+                    &digits,
+                    &self.cfg.dtmf_tones,
+                    rate,
+                )),
                 toward,
             ),
             Signal::Tone { tone, set, toward } => {
                 let set = set.unwrap_or(self.cfg.tone_set);
                 let gen = ToneGenerator::call_progress(&set, tone, rate)
                     .ok_or(EngineError::UnknownTone)?;
-                (gen, toward)
+                (SignalSource::Gen(gen), toward)
             }
+            Signal::Continuity { freq_hz, toward } => {
+                if !(1..rate.hz() / 2).contains(&freq_hz) {
+                    return Err(EngineError::UnknownTone);
+                }
+                let gen = ToneGenerator::steady(freq_hz as f32, CONTINUITY_LEVEL_DBM0, rate);
+                (SignalSource::Gen(gen), toward)
+            }
+            Signal::Play { pcm, toward } => (SignalSource::Pcm { pcm, at: 0 }, toward),
         };
-        if gen.is_done() {
-            // Nothing to play (no digits): done at once.
+        if src.is_done() {
+            // Nothing to play (no digits, no samples): done at once.
             self.signal = None;
             self.events.push(EngineEvent::SignalDone);
         } else {
-            self.signal = Some(ActiveSignal { gen, toward });
+            self.signal = Some(ActiveSignal { src, toward });
         }
         Ok(())
     }
@@ -320,6 +389,12 @@ impl ChannelEngine {
         self.tin[n_in..].fill(0);
 
         let digit_active = self.detect_digits(pos);
+        if let Some(det) = self.tone_detector.as_mut() {
+            let events = &mut self.events;
+            det.process(&self.tin, &mut |freq_hz| {
+                events.push(EngineEvent::ToneDetected { freq_hz });
+            });
+        }
         self.render_signal();
 
         // Receive side.
@@ -447,10 +522,10 @@ impl ChannelEngine {
             self.sig_now = None;
             return;
         };
-        s.gen.fill(&mut self.sig_buf);
+        s.src.fill(&mut self.sig_buf);
         self.sig_now = Some(s.toward);
-        if s.gen.is_done() {
-            if s.gen.is_timed() {
+        if s.src.is_done() {
+            if s.src.is_timed() {
                 self.events.push(EngineEvent::SignalDone);
             }
             // Its last samples are in `sig_buf` and still play this tick.

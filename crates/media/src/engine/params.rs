@@ -1,6 +1,8 @@
 //! Configuration, connection parameters, signals, events, statistics and errors of the
 //! engine: the owned values that cross from the control plane and back.
 
+use std::sync::Arc;
+
 use crate::codec::{CodecConfig, CodecError, CodecKind};
 use crate::dtmf::{DtmfConfig, DtmfDigit};
 use crate::jitter::JitterStats;
@@ -27,7 +29,8 @@ pub enum EngineError {
     /// No connection with this id.
     #[error("no connection {0}")]
     UnknownConnection(u32),
-    /// The tone set has no such call-progress tone.
+    /// The tone set has no such call-progress tone, or a steady tone's frequency is
+    /// not between 1 Hz and 3999 Hz.
     #[error("tone not defined in the tone set")]
     UnknownTone,
 }
@@ -78,6 +81,9 @@ pub struct EngineConfig {
     pub comfort_noise: bool,
     /// Capacity of the event queue; events beyond it are counted and dropped.
     pub event_capacity: usize,
+    /// Run the continuity-tone detector (2010 Hz and 1780 Hz, `T/co1` and `T/co2`) on the
+    /// TDM input and report [`EngineEvent::ToneDetected`]. Default on.
+    pub continuity_detection: bool,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +98,7 @@ impl Default for EngineConfig {
             jitter: JitterSettings::default(),
             comfort_noise: true,
             event_capacity: 64,
+            continuity_detection: true,
         }
     }
 }
@@ -308,6 +315,26 @@ pub enum Signal {
         /// Where to play it.
         toward: SignalDirection,
     },
+    /// A steady tone at `freq_hz`, [`CONTINUITY_LEVEL_DBM0`](crate::tone::CONTINUITY_LEVEL_DBM0)
+    /// (−10 dBm0), played until stopped: the continuity tones
+    /// [`CONTINUITY_HZ`](crate::tone::CONTINUITY_HZ) (2010 Hz, `T/co1`) and
+    /// [`CONTINUITY_RETURN_HZ`](crate::tone::CONTINUITY_RETURN_HZ) (1780 Hz, `T/co2`).
+    /// Frequencies outside 1..=3999 Hz are refused ([`EngineError::UnknownTone`]).
+    Continuity {
+        /// Frequency, Hz.
+        freq_hz: u32,
+        /// Where to play it.
+        toward: SignalDirection,
+    },
+    /// 8 kHz linear PCM played once, sample for sample, then
+    /// [`EngineEvent::SignalDone`] (an announcement, `A/ann`). The samples are shared,
+    /// not copied.
+    Play {
+        /// The samples.
+        pcm: Arc<[i16]>,
+        /// Where to play them.
+        toward: SignalDirection,
+    },
     /// Stops whatever is playing.
     Stop,
 }
@@ -343,8 +370,15 @@ pub enum EngineEvent {
         /// Its duration, ms.
         duration_ms: u32,
     },
-    /// A timed signal (digits, timed tone) played to its end.
+    /// A timed signal (digits, timed tone, PCM) played to its end.
     SignalDone,
+    /// A continuity tone began on the TDM input (reported once per onset, after it has
+    /// lasted 60 ms; see [`EngineConfig::continuity_detection`]).
+    ToneDetected {
+        /// Its frequency: [`CONTINUITY_HZ`](crate::tone::CONTINUITY_HZ) (2010) or
+        /// [`CONTINUITY_RETURN_HZ`](crate::tone::CONTINUITY_RETURN_HZ) (1780).
+        freq_hz: u32,
+    },
     /// The first media packet arrived on connection `id`.
     MediaStart {
         /// The connection.
