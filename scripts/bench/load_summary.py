@@ -11,6 +11,14 @@ load cannot show loss inside the gateway. Loss is therefore counted where it can
 Up to SLACK packets per leg and kind are not counted (the DLCX that reads PS arrives a
 moment after the load stopped listening; the first frame may precede the connection).
 
+RTCP crosstalk: `mgw load` binds each leg's RTP socket to an ephemeral port and reserves
+nothing for RTCP, so the gateway's RTCP for one leg (sent to its RTP port + 1, RFC 3550)
+can land on another leg's RTP socket when that port happens to be taken by it. The load
+then sees a new SSRC (payload type 72..76) and restarts its per-stream counts, so its
+"received" and sequence gaps for that leg are wrong. For such a leg ("crosstalk") the
+packets that reached the socket are taken from the audio meter (frames decoded + decode
+errors, which count every packet once) and its sequence gaps are not counted.
+
 usage: load_summary.py [--slack N] FILE.json...   prints shell assignments (KEY=value)
 """
 import json
@@ -23,7 +31,7 @@ def main():
     if args[:1] == ["--slack"]:
         slack, args = int(args[1]), args[2:]
     t = dict(files=0, calls=0, calls_ok=0, calls_failed=0, sent=0, received=0, in_missing=0,
-             out_missing=0, seq_lost=0, decode_errors=0, no_stats=0)
+             out_missing=0, seq_lost=0, decode_errors=0, no_stats=0, crosstalk=0)
     delay_p99 = late_p99 = 0.0
     mos_min = None
     for path in args:
@@ -39,7 +47,6 @@ def main():
         t["calls_failed"] += s["calls_failed"]
         t["sent"] += s["packets_sent"]
         t["received"] += s["packets_received"]
-        t["seq_lost"] += s["rfc3550_lost"]
         t["decode_errors"] += s["decode_errors"]
         delay_p99 = max(delay_p99, s["delay_ms"]["p99"])
         late_p99 = max(late_p99, s["pacing_late_ms"]["p99"])
@@ -47,6 +54,15 @@ def main():
             mos_min = s["mos_min"] if mos_min is None else min(mos_min, s["mos_min"])
         for c in r["calls"]:
             dirs = {d["direction"]: d for d in c["directions"]}
+            received = {}
+            for name, d in dirs.items():
+                if any(72 <= pt <= 76 for pt in d.get("payload_types", [])):
+                    t["crosstalk"] += 1
+                    a = d.get("audio") or {}
+                    received[name] = a.get("frames_decoded", 0) + a.get("decode_errors", 0)
+                else:
+                    received[name] = d["received"]
+                    t["seq_lost"] += d["rfc3550_lost"]
             legs = c["legs"]
             # leg 0 sends a->b and receives b->a; leg 1 the other way round.
             for leg, out_dir, in_dir in ((0, "a->b", "b->a"), (1, "b->a", "a->b")):
@@ -61,7 +77,7 @@ def main():
                     if miss > slack:
                         t["in_missing"] += miss
                 if in_dir in dirs:
-                    miss = g["PS"] - dirs[in_dir]["received"]
+                    miss = g["PS"] - received[in_dir]
                     if miss > slack:
                         t["out_missing"] += miss
     t["lost"] = t["in_missing"] + t["out_missing"] + t["seq_lost"]

@@ -293,3 +293,60 @@ fn rfc4733_in_becomes_inband_and_is_detected_on_the_far_span() {
     }
     expect_digits(&gw, "D/7", Duration::from_secs(3));
 }
+
+#[test]
+fn continuity_tone_and_announcement_through_the_spans() {
+    let gw = Gateway::start_ready(&[]);
+    // T/co1 played on span 1 channel 9 is detected on span 2 channel 9.
+    let r = gw.cmd(&format!(
+        "RQNT {} ds/e1-2/9@mgw MGCP 1.0\r\nX: 91\r\nR: T/co1\r\n",
+        tid()
+    ));
+    assert_eq!(r.code.0, 200, "{r:?}");
+    let r = gw.cmd(&format!(
+        "RQNT {} ds/e1-1/9@mgw MGCP 1.0\r\nX: 92\r\nS: T/co1\r\n",
+        tid()
+    ));
+    assert_eq!(r.code.0, 200, "{r:?}");
+    expect_digits(&gw, "T/CO1", Duration::from_secs(3));
+    // A/ann plays a WAV file and reports A/oc at its end (0.3 s of a 440 Hz tone).
+    let path = std::env::temp_dir().join(format!("mgw-ann-test-{}.wav", std::process::id()));
+    let samples: Vec<i16> = tone(440.0, 0, 2400);
+    let mut wav = Vec::new();
+    let data_len = (samples.len() * 2) as u32;
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&2u16.to_le_bytes());
+    wav.extend_from_slice(&16u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    for s in &samples {
+        wav.extend_from_slice(&s.to_le_bytes());
+    }
+    std::fs::write(&path, &wav).unwrap();
+    let r = gw.cmd(&format!(
+        "RQNT {} ds/e1-1/10@mgw MGCP 1.0\r\nX: 93\r\nR: A/oc\r\nS: A/ann(file://{})\r\n",
+        tid(),
+        path.display()
+    ));
+    assert_eq!(r.code.0, 200, "{r:?}");
+    let t0 = Instant::now();
+    expect_digits(&gw, "A/OC", Duration::from_secs(3));
+    assert!(
+        t0.elapsed() >= Duration::from_millis(250),
+        "A/oc came before the announcement could play"
+    );
+    // A missing file is refused up front.
+    let r = gw.cmd(&format!(
+        "RQNT {} ds/e1-1/10@mgw MGCP 1.0\r\nX: 94\r\nS: A/ann(file:///nonexistent.wav)\r\n",
+        tid()
+    ));
+    assert_eq!(r.code.0, 514);
+    let _ = std::fs::remove_file(&path);
+}
