@@ -176,10 +176,24 @@ pub enum ChannelSignal {
     Digits(String),
     /// A call-progress tone; timed tones end with [`DataplaneEvent::SignalDone`].
     Tone(ToneKind),
+    /// Ring the line (L/rg) on or off: DAHDI FXS ringing, or a `RING`/`NORING` control
+    /// message to a tap peer.
+    Ring(bool),
     /// Play 8 kHz linear PCM toward the line once (A/ann), then SignalDone.
     Play(std::sync::Arc<[i16]>),
     /// Stop whatever is playing.
     Stop,
+}
+
+/// Hook state changes of an analog line (RFC 3660 L package).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LineEvent {
+    /// Off-hook (L/hd).
+    OffHook,
+    /// On-hook (L/hu).
+    OnHook,
+    /// Hook flash (L/hf).
+    Flash,
 }
 
 /// Where a detected digit came from.
@@ -271,6 +285,14 @@ pub enum DataplaneEvent {
         channel: String,
         /// Which tone.
         tone: ToneKind,
+    },
+    /// A line-signalling event on a TDM channel (L/hd, L/hu, L/hf): from DAHDI hook
+    /// events or a tap peer's control messages.
+    Line {
+        /// Endpoint local name of the channel.
+        channel: String,
+        /// What happened.
+        event: LineEvent,
     },
     /// A timed signal finished playing on a TDM channel (G/oc).
     SignalDone {

@@ -271,8 +271,8 @@ fn detected_tone(freq_hz: u32) -> Option<ToneKind> {
 
 /// The engine's signal for a [`ChannelSignal`], played toward the line. Characters that
 /// are not DTMF digits are skipped; PCM is shared with the command, not copied.
-pub(crate) fn engine_signal(s: &ChannelSignal) -> Signal {
-    match s {
+pub(crate) fn engine_signal(s: &ChannelSignal) -> Option<Signal> {
+    Some(match s {
         ChannelSignal::Digits(d) => Signal::Dtmf {
             digits: d.chars().filter_map(DtmfDigit::from_char).collect(),
             toward: SignalDirection::Tdm,
@@ -283,7 +283,8 @@ pub(crate) fn engine_signal(s: &ChannelSignal) -> Signal {
             toward: SignalDirection::Tdm,
         },
         ChannelSignal::Stop => Signal::Stop,
-    }
+        ChannelSignal::Ring(_) => return None,
+    })
 }
 
 fn is_named(b: &PayloadBinding, name: &str) -> bool {
@@ -685,7 +686,12 @@ impl TdmRunner {
         let Some(c) = self.chan_mut(si, ci) else {
             return;
         };
-        if let Err(e) = c.engine.play_signal(engine_signal(s)) {
+        let Some(sig) = engine_signal(s) else {
+            // Ringing is line signalling, not audio: handled by the port (in progress).
+            tracing::debug!(%channel, "ringing is not available on this channel yet");
+            return;
+        };
+        if let Err(e) = c.engine.play_signal(sig) {
             tracing::warn!(%channel, error = %e, "signal not played");
         }
         drain_events(c, &events, &dropped);
@@ -844,7 +850,7 @@ mod tests {
 
     #[test]
     fn signals_map_to_the_line() {
-        match engine_signal(&ChannelSignal::Digits("5x#".into())) {
+        match engine_signal(&ChannelSignal::Digits("5x#".into())).unwrap() {
             Signal::Dtmf { digits, toward } => {
                 assert_eq!(
                     digits,
@@ -858,20 +864,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            engine_signal(&ChannelSignal::Tone(ToneKind::Busy)),
+            engine_signal(&ChannelSignal::Tone(ToneKind::Busy)).unwrap(),
             Signal::Tone {
                 tone: CallProgressTone::Busy,
                 set: None,
                 toward: SignalDirection::Tdm
             }
         ));
-        assert_eq!(engine_signal(&ChannelSignal::Stop), Signal::Stop);
+        assert_eq!(engine_signal(&ChannelSignal::Stop), Some(Signal::Stop));
         for (k, hz) in [
             (ToneKind::Continuity, 2010),
             (ToneKind::ContinuityReturn, 1780),
         ] {
             assert_eq!(
-                engine_signal(&ChannelSignal::Tone(k)),
+                engine_signal(&ChannelSignal::Tone(k)).unwrap(),
                 Signal::Continuity {
                     freq_hz: hz,
                     toward: SignalDirection::Tdm
@@ -881,7 +887,7 @@ mod tests {
         }
         assert_eq!(detected_tone(2100), None);
         let pcm: Arc<[i16]> = Arc::from(vec![1i16, 2, 3]);
-        match engine_signal(&ChannelSignal::Play(Arc::clone(&pcm))) {
+        match engine_signal(&ChannelSignal::Play(Arc::clone(&pcm))).unwrap() {
             Signal::Play { pcm: p, toward } => {
                 assert!(Arc::ptr_eq(&p, &pcm), "shared, not copied");
                 assert_eq!(toward, SignalDirection::Tdm);

@@ -44,9 +44,11 @@ if [ "$quick" -eq 1 ]; then
     hold=3 bisect_steps=0 write_report=0
     [ "$ramp_set" -eq 1 ] || ramp="20 40"
 fi
-settle=1.5                                                     # calls up, codecs warm
-win=$(awk -v h="$hold" 'BEGIN { w = h - 2.5; if (w < 0.5) w = 0.5; print w }')  # CPU window
+# The CPU window starts $settle s after the load (every call up, codecs created, any
+# start-up backlog worked off) and ends 1 s before the calls do.
+settle=3
 [ "$quick" -eq 1 ] && settle=1
+win=$(awk -v h="$hold" -v s="$settle" 'BEGIN { w = h - s - 1; if (w < 0.5) w = 0.5; print w }')
 last_ramp=$(tr ' ' '\n' <<<"$ramp" | grep . | sort -n | tail -n 1)
 [ "$max_calls" -ge "$last_ramp" ] || max_calls=$last_ramp
 pairs=$(((max_calls + 29) / 30))
@@ -94,7 +96,7 @@ boost() {
 # wait_quiet SECONDS : wait (at most SECONDS) until both cores were < 25 % busy over 2 s;
 # sets QUIET to what was seen.
 wait_quiet() {
-    local deadline=$(($(date +%s) + $1)) a0 b0 a1 b1 ua ub
+    local deadline=$(($(date +%s) + $1)) a0 b0 a1 b1 ua ub k=0
     while :; do
         a0=$(core_ticks "$SYS_CPU"); b0=$(core_ticks "$GEN_CPU"); sleep 2
         a1=$(core_ticks "$SYS_CPU"); b1=$(core_ticks "$GEN_CPU")
@@ -102,7 +104,7 @@ wait_quiet() {
         QUIET="before the run: core $SYS_CPU ${ua} % busy, core $GEN_CPU ${ub} % busy (other processes)"
         awk -v a="$ua" -v b="$ub" 'BEGIN { exit !(a + 0 < 25 && b + 0 < 25) }' && return 0
         [ "$(date +%s)" -lt "$deadline" ] || { log "machine not quiet: $QUIET"; return 1; }
-        log "waiting for a quiet machine ($QUIET)"
+        [ $((k++ % 15)) -eq 0 ] && log "waiting for a quiet machine ($QUIET)"
     done
 }
 
@@ -166,6 +168,11 @@ mgw_config() {
     } >"$f"
 }
 
+# metric_drops PORT : the worker's drop counters by reason, "reason=N ..." (non-zero only).
+metric_drops() {
+    curl -s --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk '/^mgw_worker_drops_total\{/ && $2 > 0 { r = $1; sub(/.*reason="/, "", r); sub(/".*/, "", r); printf "%s=%s ", r, $2 }'
+}
 # metric_worker_cpu PORT : mgw_worker_cpu_seconds_total{worker="0"} from /metrics.
 metric_worker_cpu() {
     curl -s --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
@@ -207,9 +214,10 @@ step_mgw() {
     t1=$(now_ns); w1=$(cpu_ns "$SYS_PID" mgw-dp-0); p1=$(cpu_ns "$SYS_PID")
     for pid in "${pids[@]}"; do g1=$((g1 + $(cpu_ns "$pid"))); done
     c1=$(core_ticks "$SYS_CPU"); gc1=$(core_ticks "$GEN_CPU"); m1=$(metric_worker_cpu "$hport")
-    local drops
+    local drops wdrops
     drops=$(sock_drops "$SYS_PID")
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    wdrops=$(metric_drops "$hport")
     local alive=1
     kill -0 "$SYS_PID" 2>/dev/null || alive=0
     stop_pid "$SYS_PID"; stop_pid "$CA_PID"
@@ -224,10 +232,10 @@ step_mgw() {
     R_DELAY[$key]=$L_delay_p99_ms R_LATE[$key]=$L_late_p99_ms
     R_CALLS[$key]="$L_calls_ok/$n"
     R_LOST[$key]=$((L_lost > drops ? L_lost : drops))
-    R_DETAIL[$key]="in $L_in_missing, out $L_out_missing, seq $L_seq_lost; socket drops $drops"
+    R_DETAIL[$key]="in $L_in_missing, out $L_out_missing, seq $L_seq_lost; socket drops $drops; crosstalk legs $L_crosstalk"
     local metric=""
     [ -n "$m0" ] && [ -n "$m1" ] && metric=$(awk -v a="$m0" -v b="$m1" -v w="$wall" 'BEGIN { printf "%.1f", 100 * (b - a) * 1e9 / w }')
-    echo "mgw N=$n worker=${R_CPU[$key]}% metric_worker=${metric:-?}% process=${R_PROC[$key]}% load=${R_GEN[$key]}% core$SYS_CPU=${R_CORE[$key]}% core$GEN_CPU=${R_GCORE[$key]}% calls=${R_CALLS[$key]} lost=${R_LOST[$key]} (${R_DETAIL[$key]}) delay_p99=${L_delay_p99_ms}ms late_p99=${L_late_p99_ms}ms mos_min=$L_mos_min" >>"$WORK/mgw.steps"
+    echo "mgw N=$n worker=${R_CPU[$key]}% metric_worker=${metric:-?}% process=${R_PROC[$key]}% load=${R_GEN[$key]}% core$SYS_CPU=${R_CORE[$key]}% core$GEN_CPU=${R_GCORE[$key]}% calls=${R_CALLS[$key]} lost=${R_LOST[$key]} (${R_DETAIL[$key]}) delay_p99=${L_delay_p99_ms}ms late_p99=${L_late_p99_ms}ms worker_drops: ${wdrops:-none}" >>"$WORK/mgw.steps"
     verdict "$key" "$n" "$alive" "$L_calls_ok" "$L_files" "$np"
 }
 
@@ -246,8 +254,9 @@ step_rtpengine() {
         cat "$d/setup.log" >&2
         R_PASS[$key]=0 R_WHY[$key]="ng set-up failed"; stop_pid "$SYS_PID"; return 1
     fi
-    spawn "$d/tcblast.out" "${PRIO[@]}" "$TCBLAST" --map "$d/map" --cpu "$GEN_CPU" --warmup 1 \
-        --duration "$(awk -v h="$hold" 'BEGIN { print h - 1 }')" --drain-ms 300
+    spawn "$d/tcblast.out" "${PRIO[@]}" "$TCBLAST" --map "$d/map" --cpu "$GEN_CPU" \
+        --warmup "$(awk -v s="$settle" 'BEGIN { print s - 0.5 }')" \
+        --duration "$(awk -v h="$hold" -v s="$settle" 'BEGIN { print h - s + 0.5 }')" --drain-ms 300
     pid=$LAST_PID
     sleep "$settle"
     local p0 g0 c0 gc0 t0 p1 g1 c1 gc1 t1
@@ -368,7 +377,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%
     echo "IP (PCMU) → \`ds/e1-(2k+1)/n\` → \`ds/e1-(2k+2)/n\` → IP (Opus), Opus at 8 kHz, complexity 5,"
     echo "load \`mgw load --mode tdm\` (one process per E1 pair); CPU = the \`mgw-dp-0\` worker thread."
     echo "rtpengine: Debian \`rtpengine\` $(rtpengine --version 2>&1 | sed -n 's/^Version: //p' | head -n 1), userspace, \`--num-threads=1\`,"
-    echo "ng offer \`codec: {transcode: [opus], mask: [PCMU]}\` (Opus at 48 kHz, libavcodec's default complexity 10),"
+    echo "ng offer \`codec: {transcode: [opus], mask: [PCMU]}\` (its Opus encoder: 48 kHz, 2 channels, 32 kbit/s — its log"
+    echo "says so — at libavcodec's default complexity 10; the Debian build offers no option for either),"
     echo "load \`tcblast\`; CPU = the whole process. Wall time of the run: ${t_total} s."
     echo
     echo "| system | N calls | result | lost (where) | system CPU % (mgw: worker) | process CPU % | load CPU % | core $SYS_CPU busy % | core $GEN_CPU busy % | delay p99 ms | load late p99 ms |"
