@@ -20,7 +20,7 @@ use mgcp::params::{
 use mgcp::{Command, EndpointName, Error, ParamName, Params, Response, ReturnCode, Verb, Wildcard};
 use mgw_dataplane::{
     ChannelSignal, ConnCounters, ConnKey, ConnSpec, ConnUpdate, DataplaneCmd, DataplaneEvent,
-    DtmfMode, Mode, RtpPorts, SourceCheck, ToneKind,
+    DtmfMode, LineEvent, Mode, RtpPorts, SourceCheck, ToneKind,
 };
 
 use crate::endpoint::{Connection, EndpointKind, EndpointSpec, Law, Registry};
@@ -123,6 +123,10 @@ pub struct Core<M: MediaPlane> {
     announcements: HashMap<std::path::PathBuf, Arc<[i16]>>,
     /// Endpoints playing an announcement (their SignalDone is A/oc).
     announcing: std::collections::HashSet<usize>,
+    /// Lines being rung.
+    ringing: std::collections::HashSet<usize>,
+    /// Lines off hook (for ring trip and the ES audit).
+    off_hook: std::collections::HashSet<usize>,
     stats: CoreStats,
 }
 
@@ -224,6 +228,8 @@ impl<M: MediaPlane> Core<M> {
             traced: std::collections::HashSet::new(),
             announcements: HashMap::new(),
             announcing: std::collections::HashSet::new(),
+            ringing: std::collections::HashSet::new(),
+            off_hook: std::collections::HashSet::new(),
             stats: CoreStats::default(),
         }
     }
@@ -474,7 +480,7 @@ impl<M: MediaPlane> Core<M> {
             )));
         }
         let ep = &self.reg.endpoints[ei];
-        let cat = Catalog::new(&ep.spec.kind);
+        let cat = Catalog::new(&ep.spec);
         let events = match params.get(&ParamName::RequestedEvents) {
             Some(v) if !v.trim().is_empty() => parse_requested_events(v)?,
             _ => Vec::new(),
@@ -622,8 +628,8 @@ impl<M: MediaPlane> Core<M> {
         } else if ep.notified_entity.is_none() {
             ep.notified_entity = Some((from.to_string(), from));
         }
-        let cat_kind = ep.spec.kind.clone();
-        let cat = Catalog::new(&cat_kind);
+        let cat_spec = ep.spec.clone();
+        let cat = Catalog::new(&cat_spec);
         let notes = ep.notify.apply(&cat, req);
         for n in notes {
             self.queue_notify(ei, n);
@@ -687,6 +693,38 @@ impl<M: MediaPlane> Core<M> {
                     self.channel_event(&channel, "G", "oc");
                 }
             }
+            DataplaneEvent::Line { channel, event } => {
+                let ei = EndpointName::new(&channel, &self.cfg.domain)
+                    .ok()
+                    .and_then(|n| self.reg.resolve(&n).ok())
+                    .and_then(|v| v.first().copied());
+                let ev = match event {
+                    LineEvent::OffHook => "hd",
+                    LineEvent::OnHook => "hu",
+                    LineEvent::Flash => "hf",
+                };
+                if let Some(ei) = ei {
+                    match event {
+                        LineEvent::OffHook => {
+                            self.off_hook.insert(ei);
+                            // Ring trip: answering stops the ringing.
+                            if self.ringing.remove(&ei) {
+                                let group = self.reg.endpoints[ei].spec.group;
+                                self.send_dp(DataplaneCmd::Signal {
+                                    group,
+                                    channel: channel.clone(),
+                                    signal: ChannelSignal::Ring(false),
+                                });
+                            }
+                        }
+                        LineEvent::OnHook => {
+                            self.off_hook.remove(&ei);
+                        }
+                        LineEvent::Flash => {}
+                    }
+                }
+                self.channel_event(&channel, "L", ev);
+            }
             DataplaneEvent::ToneDetected { channel, tone } => {
                 let ev = match tone {
                     ToneKind::ContinuityReturn => "co2",
@@ -731,7 +769,7 @@ impl<M: MediaPlane> Core<M> {
             return;
         };
         let ep = &mut self.reg.endpoints[ei];
-        let kind = ep.spec.kind.clone();
+        let kind = ep.spec.clone();
         let cat = Catalog::new(&kind);
         let ev = ObservedEvent {
             name: EventName {
@@ -781,12 +819,13 @@ impl<M: MediaPlane> Core<M> {
         };
         let group = self.reg.endpoints[ei].spec.group;
         let signals = self.reg.endpoints[ei].notify.signals.clone();
-        let kind = self.reg.endpoints[ei].spec.kind.clone();
+        let kind = self.reg.endpoints[ei].spec.clone();
         let cat = Catalog::new(&kind);
         let mut digits = String::new();
         let mut cmds = vec![ChannelSignal::Stop];
         let mut announcing = false;
         let mut failed_announcement = false;
+        let mut ring = false;
         for sig in &signals {
             let (pkg, ev) = cat.qualify(&sig.name);
             match (pkg.as_str(), ev.as_str()) {
@@ -794,6 +833,14 @@ impl<M: MediaPlane> Core<M> {
                 ("G", "rt") => cmds.push(ChannelSignal::Tone(ToneKind::Ringback)),
                 ("G", "cg") => cmds.push(ChannelSignal::Tone(ToneKind::Congestion)),
                 ("G", "cf") => cmds.push(ChannelSignal::Tone(ToneKind::Confirmation)),
+                ("L", "dl") => cmds.push(ChannelSignal::Tone(ToneKind::Dial)),
+                ("L", "rt") => cmds.push(ChannelSignal::Tone(ToneKind::Ringback)),
+                ("L", "bz") => cmds.push(ChannelSignal::Tone(ToneKind::Busy)),
+                ("L", "ro") => cmds.push(ChannelSignal::Tone(ToneKind::Congestion)),
+                ("L", "wt") => cmds.push(ChannelSignal::Tone(ToneKind::CallWaiting)),
+                ("L", "sl") => cmds.push(ChannelSignal::Tone(ToneKind::StutterDial)),
+                ("L", "cf") => cmds.push(ChannelSignal::Tone(ToneKind::Confirmation)),
+                ("L", "rg") => ring = true,
                 ("T", "co1") => cmds.push(ChannelSignal::Tone(ToneKind::Continuity)),
                 ("T", "co2") => cmds.push(ChannelSignal::Tone(ToneKind::ContinuityReturn)),
                 ("A", "ann") => {
@@ -828,6 +875,24 @@ impl<M: MediaPlane> Core<M> {
         } else {
             self.announcing.remove(&ei);
         }
+        // Ringing is on/off state on the line: start it, or stop it when the new request
+        // no longer asks for it (RFC 3435: signals not repeated are stopped).
+        let was_ringing = self.ringing.contains(&ei);
+        if ring && !was_ringing && !self.off_hook.contains(&ei) {
+            self.ringing.insert(ei);
+            self.send_dp(DataplaneCmd::Signal {
+                group,
+                channel: channel.clone(),
+                signal: ChannelSignal::Ring(true),
+            });
+        } else if !ring && was_ringing {
+            self.ringing.remove(&ei);
+            self.send_dp(DataplaneCmd::Signal {
+                group,
+                channel: channel.clone(),
+                signal: ChannelSignal::Ring(false),
+            });
+        }
         if failed_announcement {
             self.channel_event(&channel, "A", "of");
         }
@@ -859,7 +924,7 @@ impl<M: MediaPlane> Core<M> {
             .as_str()
             .to_string();
         let ep = &mut self.reg.endpoints[ei];
-        let kind = ep.spec.kind.clone();
+        let kind = ep.spec.clone();
         let cat = Catalog::new(&kind);
         let ev = ObservedEvent {
             name: EventName {
@@ -1317,7 +1382,7 @@ impl<M: MediaPlane> Core<M> {
             }
             sdp::CodecPolicy::Transcode(v) => format!("{};telephone-event", v.join(";")),
         };
-        let pkgs = Catalog::new(&ep.spec.kind).packages().join(";");
+        let pkgs = Catalog::new(&ep.spec).packages().join(";");
         format!(
             "a:{codecs}, p:10-200, e:off, s:off, v:{pkgs}, m:sendonly;recvonly;sendrecv;inactive;loopback;conttest;netwloop;netwtest, nt:IN"
         )
@@ -1400,7 +1465,17 @@ impl<M: MediaPlane> Core<M> {
                     resp.params.push(ParamName::QuarantineHandling, v);
                 }
                 InfoCode::Param(ParamName::EventStates) => {
-                    resp.params.push(ParamName::EventStates, "")
+                    // The hook state of a line with signalling (RFC 3660: L/hd or L/hu).
+                    let v = if ep.spec.line.signalling {
+                        if self.off_hook.contains(&ei) {
+                            "L/hd"
+                        } else {
+                            "L/hu"
+                        }
+                    } else {
+                        ""
+                    };
+                    resp.params.push(ParamName::EventStates, v);
                 }
                 InfoCode::Param(ParamName::BearerInformation) => {
                     let v = ep.bearer.clone().unwrap_or_else(|| match ep.spec.kind {
@@ -1423,7 +1498,7 @@ impl<M: MediaPlane> Core<M> {
                     .params
                     .push(ParamName::Capabilities, self.capabilities(ei)),
                 InfoCode::Param(ParamName::PackageList) => {
-                    let v: Vec<String> = Catalog::new(&ep.spec.kind)
+                    let v: Vec<String> = Catalog::new(&ep.spec)
                         .packages()
                         .iter()
                         .map(|p| format!("{p}:0"))

@@ -49,6 +49,18 @@ pub struct EndpointSpec {
     pub group: GroupId,
     /// Maximum simultaneous connections.
     pub max_connections: usize,
+    /// What the line side offers: hook events and ringing (tap and DAHDI channels), and
+    /// whether the endpoint is an analog line (`aaln/N`, the L package).
+    pub line: LineCaps,
+}
+
+/// Line-signalling capabilities of an endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineCaps {
+    /// Hook events and ringing reach the line (tap peers, DAHDI channels).
+    pub signalling: bool,
+    /// An analog line endpoint (the L package's tones are offered).
+    pub analog: bool,
 }
 
 /// A live connection.
@@ -197,6 +209,7 @@ pub fn endpoints_for(tdm: &mgw_tdm::TdmConfig, bridges: u32) -> Vec<EndpointSpec
             _ => Law::Alaw,
         };
         for ch in span.channels.first()..=span.channels.last() {
+            let signalling = span.tap || span.kind == mgw_tdm::SpanKind::Dahdi;
             v.push(EndpointSpec {
                 local_name: span.endpoint_name(ch),
                 kind: EndpointKind::Ds {
@@ -206,6 +219,10 @@ pub fn endpoints_for(tdm: &mgw_tdm::TdmConfig, bridges: u32) -> Vec<EndpointSpec
                 },
                 group: GroupId(base + u32::from(ch)),
                 max_connections: 2,
+                line: LineCaps {
+                    signalling,
+                    analog: signalling || span.kind == mgw_tdm::SpanKind::Alsa,
+                },
             });
         }
     }
@@ -215,6 +232,7 @@ pub fn endpoints_for(tdm: &mgw_tdm::TdmConfig, bridges: u32) -> Vec<EndpointSpec
             kind: EndpointKind::RtpBridge(n),
             group: GroupId(n),
             max_connections: 2,
+            line: LineCaps::default(),
         });
     }
     v

@@ -13,7 +13,7 @@ use mgcp::params::{
 };
 use mgcp::Error;
 
-use crate::endpoint::EndpointKind;
+use crate::endpoint::{EndpointKind, EndpointSpec, LineCaps};
 
 /// Known packages and their events/signals (RFC 3660).
 const PACKAGES: &[(&str, &[&str], &[&str])] = &[
@@ -94,6 +94,26 @@ const DETECTABLE_TDM: &[(&str, &str)] = &[
     ("A", "of"),
 ];
 
+/// Hook events of lines with signalling (tap peers, DAHDI).
+const DETECTABLE_LINE: &[(&str, &str)] = &[
+    ("L", "hd"),
+    ("L", "hu"),
+    ("L", "hf"),
+    ("L", "oc"),
+    ("L", "of"),
+];
+
+/// L package tones an analog line endpoint plays (ringing, `L/rg`, needs signalling).
+const LINE_TONES: &[(&str, &str)] = &[
+    ("L", "dl"),
+    ("L", "rt"),
+    ("L", "bz"),
+    ("L", "ro"),
+    ("L", "wt"),
+    ("L", "sl"),
+    ("L", "cf"),
+];
+
 /// Signals a TDM channel can generate toward the line.
 const GENERATED_TDM: &[(&str, &str)] = &[
     ("D", "0"),
@@ -123,16 +143,21 @@ const GENERATED_TDM: &[(&str, &str)] = &[
 /// What an endpoint supports.
 pub(crate) struct Catalog<'a> {
     kind: &'a EndpointKind,
+    line: LineCaps,
 }
 
 impl<'a> Catalog<'a> {
-    pub(crate) fn new(kind: &'a EndpointKind) -> Self {
-        Catalog { kind }
+    pub(crate) fn new(spec: &'a EndpointSpec) -> Self {
+        Catalog {
+            kind: &spec.kind,
+            line: spec.line,
+        }
     }
 
     /// Packages this kind of endpoint offers (first is the default package).
     pub(crate) fn packages(&self) -> &'static [&'static str] {
         match self.kind {
+            EndpointKind::Ds { .. } if self.line.analog => &["G", "D", "L", "T", "R", "A"],
             EndpointKind::Ds { .. } => &["G", "D", "T", "R", "A"],
             EndpointKind::RtpBridge(_) => &["G", "R"],
         }
@@ -206,7 +231,12 @@ impl<'a> Catalog<'a> {
 
     fn detectable(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
         let tdm: &'static [(&str, &str)] = if self.is_tdm() { DETECTABLE_TDM } else { &[] };
-        DETECTABLE.iter().chain(tdm.iter())
+        let line: &'static [(&str, &str)] = if self.line.signalling {
+            DETECTABLE_LINE
+        } else {
+            &[]
+        };
+        DETECTABLE.iter().chain(tdm.iter()).chain(line.iter())
     }
 
     /// Checks a requested signal: exists (522/518) and can be generated here (513).
@@ -220,7 +250,12 @@ impl<'a> Catalog<'a> {
         if !known {
             return Err(Error::NoSuchEventOrSignal(format!("{pkg}/{}", name.event)));
         }
-        if self.is_tdm() && GENERATED_TDM.iter().any(|(p, e)| *p == pkg && *e == sig) {
+        let line_tone = self.line.analog && LINE_TONES.iter().any(|(p, e)| *p == pkg && *e == sig);
+        let ring = self.line.signalling && pkg == "L" && sig == "rg";
+        if line_tone
+            || ring
+            || (self.is_tdm() && GENERATED_TDM.iter().any(|(p, e)| *p == pkg && *e == sig))
+        {
             Ok(())
         } else {
             Err(Error::CantGenerateSignal(format!("{pkg}/{}", name.event)))

@@ -562,3 +562,116 @@ fn continuity_tones_and_announcements() {
     assert_eq!(r.code.0, 514, "{r:?}");
     let _ = std::fs::remove_file(&path);
 }
+
+fn core_with(endpoints: Vec<mgw_control::EndpointSpec>) -> Core<Fake> {
+    Core::new(
+        CoreConfig {
+            domain: "gw".into(),
+            alias_domains: vec![],
+            rtp_addr: "127.0.0.1".parse().unwrap(),
+            default_ptime: 20,
+            source_check: SourceCheck::Strict,
+            seed: 7,
+            digit_timer_short: std::time::Duration::from_millis(40),
+            digit_timer_long: std::time::Duration::from_millis(160),
+            announcement_dir: std::env::temp_dir(),
+        },
+        endpoints,
+        Fake {
+            ports_left: 4,
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn line_package_hook_events_ringing_and_ring_trip() {
+    let mut line = mgw_tdm::SpanConfig::virtual_span("fxs-1", mgw_tdm::Law::Ulaw, 4);
+    line.tap = true;
+    let mut alsa = mgw_tdm::SpanConfig::virtual_span("snd", mgw_tdm::Law::Linear, 1);
+    alsa.kind = mgw_tdm::SpanKind::Alsa;
+    let tdm = mgw_tdm::TdmConfig {
+        ptime_ms: 20,
+        spans: vec![line, alsa],
+    };
+    let mut c = core_with(mgw_control::endpoints_for(&tdm, 1));
+    // Ring the line and wait for off-hook.
+    let r = exec(
+        &mut c,
+        "RQNT 1 ds/fxs-1/2@gw MGCP 1.0\nX: 1\nR: L/hd(N)\nS: L/rg\n",
+    );
+    assert_eq!(r.code.0, 200, "{r:?}");
+    assert!(c
+        .media_mut()
+        .sent
+        .iter()
+        .any(|s| s == "signal ds/fxs-1/2 Ring(true)"));
+    c.on_dataplane_event(DataplaneEvent::Line {
+        channel: "ds/fxs-1/2".into(),
+        event: mgw_dataplane::LineEvent::OffHook,
+    });
+    let n = c.poll_outgoing().expect("NTFY L/hd");
+    assert!(n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("l/hd"));
+    assert!(
+        c.media_mut()
+            .sent
+            .iter()
+            .any(|s| s == "signal ds/fxs-1/2 Ring(false)"),
+        "ring trip"
+    );
+    let es = exec(&mut c, "AUEP 2 ds/fxs-1/2@gw MGCP 1.0\nF: ES\n");
+    assert_eq!(es.params.get(&ParamName::EventStates), Some("L/hd"));
+    // Dial tone is a line tone; on-hook is persistent (notified without being asked).
+    assert_eq!(
+        exec(&mut c, "RQNT 3 ds/fxs-1/2@gw MGCP 1.0\nX: 3\nS: L/dl\n")
+            .code
+            .0,
+        200
+    );
+    assert!(c.media_mut().sent.iter().any(|s| s.contains("Tone(Dial)")));
+    c.on_dataplane_event(DataplaneEvent::Line {
+        channel: "ds/fxs-1/2".into(),
+        event: mgw_dataplane::LineEvent::OnHook,
+    });
+    let n = c.poll_outgoing().expect("persistent L/hu");
+    assert!(n
+        .command
+        .params
+        .get(&ParamName::ObservedEvents)
+        .unwrap()
+        .to_ascii_lowercase()
+        .contains("l/hu"));
+    // An audio device line: tones yes, ringing and hook events no (nothing to signal with).
+    assert_eq!(
+        exec(&mut c, "RQNT 4 aaln/1@gw MGCP 1.0\nX: 4\nS: L/dl\n")
+            .code
+            .0,
+        200
+    );
+    assert_eq!(
+        exec(&mut c, "RQNT 5 aaln/1@gw MGCP 1.0\nX: 5\nS: L/rg\n")
+            .code
+            .0,
+        513
+    );
+    assert_eq!(
+        exec(&mut c, "RQNT 6 aaln/1@gw MGCP 1.0\nX: 6\nR: L/hd\n")
+            .code
+            .0,
+        512
+    );
+    // A trunk without line signalling has no L package.
+    let mut c = core(2);
+    assert_eq!(
+        exec(&mut c, "RQNT 7 ds/e1-1/1@gw MGCP 1.0\nX: 7\nR: L/hd\n")
+            .code
+            .0,
+        518
+    );
+}

@@ -306,6 +306,8 @@ pub(crate) struct UringWorker {
     ctx: WorkerCtx,
     next_tick: Instant,
     stop_deadline: Option<Instant>,
+    xmin: Duration,
+    xbatch: usize,
 }
 
 impl UringWorker {
@@ -368,6 +370,8 @@ impl UringWorker {
             ctx,
             next_tick: Instant::now() + TICK,
             stop_deadline: None,
+            xmin: std::env::var("XMIN").ok().and_then(|v| v.parse().ok()).map_or(MIN_WAIT, Duration::from_micros),
+            xbatch: std::env::var("XBATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(WAIT_BATCH),
         })
     }
 
@@ -676,8 +680,8 @@ impl UringWorker {
         let (want, min_wait) = if more_cmds || bound.is_zero() {
             // Poll: run deferred work and return at once (a zero bound times out).
             (1, Duration::ZERO)
-        } else if self.received_last_pass > 0 && self.min_wait && bound > MIN_WAIT {
-            (due + WAIT_BATCH, MIN_WAIT)
+        } else if self.received_last_pass > 0 && self.min_wait && bound > self.xmin {
+            (due + self.xbatch, self.xmin)
         } else {
             (due + 1, Duration::ZERO)
         };

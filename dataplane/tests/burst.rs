@@ -14,12 +14,14 @@ fn sum(dp: &Dataplane, f: impl Fn(&WorkerStats) -> u64) -> u64 {
     dp.worker_stats().iter().map(f).sum()
 }
 
-/// Sixteen conference legs: every packet from the first goes to fifteen others, so a
-/// back-to-back burst needs far more sends in flight than one pass usually has (the
-/// io_uring backend's copy slots run out and must be recycled on the spot).
+/// Sixteen conference legs, all sending at once, back to back: every packet received
+/// goes to the fifteen other legs, so one pass can need far more sends in flight than
+/// the io_uring backend has copy slots (they must be recycled on the spot). Whatever
+/// the relay sockets accept is sent fifteen times, without a single send-side drop
+/// (the peers do not read: what their sockets drop is not the relay's business).
 fn wide_fanout_burst(backend: BackendChoice) {
     const LEGS: usize = 16;
-    const N: usize = 300;
+    const N: usize = 200;
     let dp = start(backend);
     let peers: Vec<_> = (0..LEGS).map(|_| peer()).collect();
     let legs: Vec<Leg> = peers
@@ -40,40 +42,28 @@ fn wide_fanout_burst(backend: BackendChoice) {
         })
         .collect();
     settle();
-    // Receivers run while the burst is sent, so no peer socket overflows.
-    let rx: Vec<_> = peers[1..]
-        .iter()
-        .map(|p| {
-            let p = p.try_clone().unwrap();
-            std::thread::spawn(move || recv_n(&p, N, T))
-        })
-        .collect();
     for i in 0..N {
-        let seq = i as u16;
-        peers[0]
-            .send_to(
-                &rtp(96, seq, 160 * u32::from(seq), 0xb0, &[i as u8; 160]),
-                legs[0].rtp_addr,
+        for (k, (p, leg)) in peers.iter().zip(&legs).enumerate() {
+            let seq = i as u16;
+            p.send_to(
+                &rtp(96 + k as u8, seq, 160 * u32::from(seq), 0xb0, &[i as u8; 160]),
+                leg.rtp_addr,
             )
             .unwrap();
-    }
-    for (k, h) in rx.into_iter().enumerate() {
-        let got = h.join().unwrap();
-        assert_eq!(got.len(), N, "leg {} got every packet", k + 1);
-        let first = hdr(&got[0].0);
-        for (i, (pkt, from)) in got.iter().enumerate() {
-            let h = hdr(pkt);
-            assert_eq!(*from, legs[k + 1].rtp_addr);
-            assert_eq!((h.pt, h.ssrc), (97 + k as u8, legs[k + 1].ssrc));
-            assert_eq!(h.seq, first.seq.wrapping_add(i as u16));
-            assert_eq!(&pkt[12..], &[i as u8; 160][..]);
         }
     }
-    // The statistics are published on the ~100 ms tick.
-    let want = (N * (LEGS - 1)) as u64;
-    assert!(wait_until(T, || sum(&dp, |w| w.tx_packets) >= want));
+    // Settled when the statistics (published on the ~100 ms tick) stop moving.
+    let mut last = (u64::MAX, u64::MAX);
+    assert!(wait_until(T, || {
+        std::thread::sleep(Duration::from_millis(150));
+        let now = (sum(&dp, |w| w.rx_packets), sum(&dp, |w| w.tx_packets));
+        std::mem::replace(&mut last, now) == now
+    }));
+    let (rx, tx) = last;
+    assert!(rx >= 256, "a real burst reached the relay ({rx} datagrams)");
     let d = sum(&dp, |w| w.drops.no_buffer + w.drops.send_queue_full + w.drops.send_error);
     assert_eq!(d, 0, "no send-side drops");
+    assert_eq!(tx, rx * (LEGS as u64 - 1), "every datagram to every other leg");
     dp.shutdown();
 }
 both_backends!(wide_fanout_burst, super::wide_fanout_burst);
@@ -90,11 +80,14 @@ fn idle_worker_sleeps(backend: BackendChoice) {
     let a = add_leg(&dp, 801, 80, opts(&pa));
     let _b = add_leg(&dp, 802, 80, opts(&pb));
     settle();
-    for seq in 0..500u16 {
+    for seq in 0..200u16 {
         pa.send_to(&rtp(0, seq, 160 * u32::from(seq), 0xc0, &[1; 160]), a.rtp_addr)
             .unwrap();
+        if seq % 20 == 19 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
-    assert_eq!(recv_n(&pb, 500, T).len(), 500);
+    assert_eq!(recv_n(&pb, 200, T).len(), 200);
     // Let the last pass and a tick go by, then measure a quiet second.
     std::thread::sleep(Duration::from_millis(300));
     let (cpu0, wall0) = (sum(&dp, |w| w.cpu_ns), sum(&dp, |w| w.wall_ns));

@@ -20,6 +20,12 @@ pub struct ChannelStats {
     pub bad_frames: u64,
     /// Device events seen (DAHDI).
     pub events: u64,
+    /// Hook events reported by the line (tap control datagrams, DAHDI hook events).
+    pub line_events: u64,
+    /// Tap control datagrams ignored: shaped like one but not a known command, or a hook
+    /// command that does not change the hook state (`HOOK OFF` while off hook, `FLASH`
+    /// while on hook, ...).
+    pub bad_control: u64,
 }
 
 /// One 8 kHz voice channel, driven one frame at a time by the dataplane worker that owns it.

@@ -18,6 +18,9 @@ pub enum TdmError {
     /// Law-coded I/O was asked of a linear channel (or the reverse conversion is impossible).
     #[error("law-coded I/O is not available on a linear channel")]
     Unsupported,
+    /// The channel has no line signalling (virtual and ALSA channels): it cannot ring.
+    #[error("the channel has no line signalling")]
+    NoSignalling,
     /// The device reported that the channel is gone (DAHDI `REMOVED` event, ALSA disconnect).
     #[error("channel device disconnected")]
     Disconnected,

@@ -1,9 +1,12 @@
 //! Tap channels: a virtual channel exposed as a Unix datagram socket, so an outside program
-//! can be the telephone side. The wire format is in `TAP.md` and the crate docs:
-//! each datagram is exactly one frame of the span's law codes (160 bytes at 20 ms), nothing
-//! else. mgw binds the socket at the configured path; the peer binds its own socket and sends
-//! to mgw's path; mgw sends its frames to the address the last good frame came from.
+//! can be the telephone side. The wire format is in `TAP.md` and the crate docs: a datagram
+//! of exactly one frame of the span's law codes (160 bytes at 20 ms) is audio; a datagram of
+//! 1 to 15 bytes starting with an ASCII letter is a line-signalling control message
+//! (`HOOK OFF`, `HOOK ON`, `FLASH` from the peer; `RING ON`, `RING OFF` from mgw); anything
+//! else is dropped. mgw binds the socket at the configured path; the peer binds its own
+//! socket and sends to mgw's path; mgw sends to the address the last good datagram came from.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -12,9 +15,13 @@ use std::path::{Path, PathBuf};
 use crate::channel::{check_len, ChannelIo, ChannelStats, CodedScratch};
 use crate::error::{SetupError, TdmError};
 use crate::law::Law;
+use crate::line::{HookEvent, LineSignalling, TapControl, TapControlError, TAP_CONTROL_MAX};
 
-/// How many datagrams one read may discard (wrong size) before giving up for this frame.
+/// How many non-audio datagrams (control or wrong size) one read may consume before giving
+/// up on an audio frame for this frame.
 const MAX_SKIP_PER_READ: usize = 8;
+/// Hook events kept for [`LineSignalling::poll_line_event`]; the oldest is dropped beyond.
+const LINE_QUEUE: usize = 16;
 
 /// A channel whose line side is a Unix datagram socket.
 pub struct TapChannel {
@@ -27,6 +34,14 @@ pub struct TapChannel {
     rxbuf: Vec<u8>,
     scratch: CodedScratch,
     stats: ChannelStats,
+    /// Hook state as the peer last reported it (starts on hook).
+    off_hook: bool,
+    /// Hook events not yet polled.
+    line: VecDeque<HookEvent>,
+    /// Ringing as last set by the owner.
+    ringing: bool,
+    /// The ringing state still has to be sent to the peer (no peer yet, or its queue was full).
+    ring_pending: bool,
 }
 
 impl TapChannel {
@@ -67,6 +82,10 @@ impl TapChannel {
             rxbuf: vec![0; samples_per_frame + 1],
             scratch: CodedScratch::new(samples_per_frame),
             stats: ChannelStats::default(),
+            off_hook: false,
+            line: VecDeque::with_capacity(LINE_QUEUE),
+            ringing: false,
+            ring_pending: false,
         })
     }
 
@@ -75,9 +94,114 @@ impl TapChannel {
         &self.path
     }
 
-    /// The peer's socket path, once a frame has arrived from a bound peer.
+    /// The peer's socket path, once a frame or control datagram has arrived from a bound peer.
     pub fn peer(&self) -> Option<&Path> {
         self.peer.as_ref().and_then(|a| a.as_pathname())
+    }
+
+    /// Whether the peer last reported the line off hook.
+    pub fn is_off_hook(&self) -> bool {
+        self.off_hook
+    }
+
+    /// Whether the line is being rung (as last set with [`LineSignalling::set_ringing`]).
+    pub fn is_ringing(&self) -> bool {
+        self.ringing
+    }
+
+    /// Remembers the sender of a good datagram. A new peer that appears while the line
+    /// rings is told so.
+    fn learn_peer(&mut self, from: SocketAddr) {
+        let Some(path) = from.as_pathname() else {
+            return;
+        };
+        let known = self.peer.as_ref().and_then(|a| a.as_pathname()) == Some(path);
+        if !known {
+            self.peer = Some(from);
+            if self.ringing {
+                self.ring_pending = true;
+            }
+        }
+    }
+
+    /// Applies a control datagram from the peer (`n` bytes in `rxbuf`).
+    fn on_control(&mut self, n: usize, from: SocketAddr) {
+        let ev = match TapControl::parse(&self.rxbuf[..n]) {
+            Err(TapControlError::NotControl) => {
+                self.stats.bad_frames += 1;
+                return;
+            }
+            Err(TapControlError::Unknown) => None,
+            Ok(TapControl::HookOff) if !self.off_hook => Some(HookEvent::OffHook),
+            Ok(TapControl::HookOn) if self.off_hook => Some(HookEvent::OnHook),
+            Ok(TapControl::Flash) if self.off_hook => Some(HookEvent::Flash),
+            // Repeats of the current state, a flash on hook, or mgw's own words.
+            Ok(_) => None,
+        };
+        self.learn_peer(from);
+        let Some(ev) = ev else {
+            self.stats.bad_control += 1;
+            return;
+        };
+        match ev {
+            HookEvent::OffHook => self.off_hook = true,
+            HookEvent::OnHook => self.off_hook = false,
+            HookEvent::Flash => {}
+        }
+        self.stats.line_events += 1;
+        if self.line.len() == LINE_QUEUE {
+            self.line.pop_front();
+        }
+        self.line.push_back(ev);
+    }
+
+    /// Sends the current ringing state to the peer if it is still owed. Returns whether
+    /// the peer's queue was full (the state stays owed).
+    fn flush_ring(&mut self) -> bool {
+        if !self.ring_pending {
+            return false;
+        }
+        let Some(peer) = &self.peer else {
+            return false;
+        };
+        match self
+            .sock
+            .send_to_addr(TapControl::ring(self.ringing).as_bytes(), peer)
+        {
+            Ok(_) => {
+                self.ring_pending = false;
+                false
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => true,
+                _ => {
+                    // The peer is gone: forget it; a new one is told on arrival.
+                    self.peer = None;
+                    self.ring_pending = self.ringing;
+                    false
+                }
+            },
+        }
+    }
+}
+
+impl LineSignalling for TapChannel {
+    fn supports_signalling(&self) -> bool {
+        true
+    }
+
+    fn poll_line_event(&mut self) -> Option<HookEvent> {
+        self.line.pop_front()
+    }
+
+    /// Sends `RING ON` / `RING OFF` to the peer. Without a peer yet the state is kept (a
+    /// peer that appears while ringing gets `RING ON`); if the peer's queue is full it is
+    /// retried with each frame written. Never fails.
+    fn set_ringing(&mut self, on: bool) -> Result<(), TdmError> {
+        self.ringing = on;
+        self.ring_pending = self.peer.is_some() || on;
+        self.flush_ring();
+        Ok(())
     }
 }
 
@@ -117,12 +241,11 @@ impl ChannelIo for TapChannel {
             match self.sock.recv_from(&mut self.rxbuf) {
                 Ok((n, from)) if n == self.frame => {
                     out.copy_from_slice(&self.rxbuf[..n]);
-                    if from.as_pathname().is_some() {
-                        self.peer = Some(from);
-                    }
+                    self.learn_peer(from);
                     self.stats.frames_read += 1;
                     return Ok(n);
                 }
+                Ok((n, from)) if n <= TAP_CONTROL_MAX => self.on_control(n, from),
                 Ok(_) => self.stats.bad_frames += 1,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -136,6 +259,11 @@ impl ChannelIo for TapChannel {
 
     fn write_coded(&mut self, codes: &[u8]) -> Result<(), TdmError> {
         check_len(self.frame, codes.len())?;
+        if self.flush_ring() {
+            // The peer's queue is full: the audio frame would not fit either.
+            self.stats.dropped_writes += 1;
+            return Ok(());
+        }
         let Some(peer) = &self.peer else {
             self.stats.dropped_writes += 1;
             return Ok(());
@@ -147,8 +275,12 @@ impl ChannelIo for TapChannel {
                 match e.kind() {
                     // The peer's queue is full: drop this frame, keep the peer.
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => {}
-                    // The peer went away (ECONNREFUSED, ENOENT): forget it until it sends again.
-                    _ => self.peer = None,
+                    // The peer went away (ECONNREFUSED, ENOENT): forget it until it sends
+                    // again; if the line rings, the next peer is told.
+                    _ => {
+                        self.peer = None;
+                        self.ring_pending = self.ringing;
+                    }
                 }
             }
         }
