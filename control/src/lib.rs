@@ -105,6 +105,8 @@ pub struct GatewayConfig {
     pub trace_calls: Vec<String>,
     /// Where plain announcement names (`A/ann(welcome)`) are looked up.
     pub announcement_dir: std::path::PathBuf,
+    /// Further sources whose commands are obeyed besides the call agents' addresses.
+    pub allow_from: Vec<mgcp::txn::AllowNet>,
 }
 
 impl Default for GatewayConfig {
@@ -127,6 +129,7 @@ impl Default for GatewayConfig {
             http_bind: Some(SocketAddr::from(([127, 0, 0, 1], 9427))),
             trace_calls: Vec::new(),
             announcement_dir: "/usr/share/mgw/announcements".into(),
+            allow_from: Vec::new(),
         }
     }
 }
@@ -136,6 +139,8 @@ impl Default for GatewayConfig {
 pub struct Reload {
     /// The new call agents (first primary).
     pub call_agents: Vec<SocketAddr>,
+    /// The new extra command sources.
+    pub allow_from: Vec<mgcp::txn::AllowNet>,
 }
 
 /// Errors that stop the gateway from starting.
@@ -311,12 +316,13 @@ pub async fn run(
         core.trace_call(call, true)
             .map_err(|e| RunError::Config(format!("trace call {call:?}: {e}")))?;
     }
-    let agent = mgcp::txn::Agent::new(
+    let mut agent = mgcp::txn::Agent::new(
         cfg.transactions.clone(),
         cfg.domain.clone(),
         cfg.call_agents.clone(),
         seed,
     );
+    agent.set_allowed(cfg.allow_from.clone());
     let (admin_tx, admin_rx) = mpsc::channel(64);
     let http = match cfg.http_bind {
         Some(bind) => {

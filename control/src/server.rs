@@ -124,8 +124,9 @@ impl<M: MediaPlane> Server<M> {
                     if r.call_agents.is_empty() {
                         warn!("reload with no call agent ignored");
                     } else {
-                        info!(call_agents = ?r.call_agents, "call agents reloaded");
+                        info!(call_agents = ?r.call_agents, allow_from = ?r.allow_from, "call agents reloaded");
                         self.agent.set_call_agents(r.call_agents);
+                        self.agent.set_allowed(r.allow_from);
                     }
                 }
                 Some(req) = self.admin.recv() => {

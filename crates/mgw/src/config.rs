@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub(crate) struct FileConfig {
     pub(crate) mgcp_bind: Option<SocketAddr>,
     pub(crate) call_agents: Option<Vec<String>>,
+    pub(crate) allow_from: Option<Vec<String>>,
     pub(crate) domain: Option<String>,
     pub(crate) rtp_bind: Option<IpAddr>,
     pub(crate) rtp_advertise: Option<IpAddr>,
@@ -51,6 +52,7 @@ pub(crate) const DEFAULT_CONFIG: &str = r#"# mgw default configuration.
 # to back) and rtpbridge/1..64 (IP-to-IP relays).
 mgcp_bind = "0.0.0.0:2427"
 call_agents = ["127.0.0.1:2727"]
+allow_from = []                  # more command sources: addresses or networks ("10.0.0.0/24")
 # domain = "gw.example.net"      # default: this host's name
 # rtp_bind = "192.0.2.10"        # default: the address that reaches the first call agent
 # rtp_advertise = "198.51.100.7" # SDP c= address when it differs from rtp_bind (NAT, 0.0.0.0)

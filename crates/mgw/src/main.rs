@@ -67,6 +67,9 @@ struct RunArgs {
     /// Call agent; repeat for backups, first is primary [default: 127.0.0.1:2727].
     #[arg(long = "call-agent", value_name = "HOST:PORT")]
     call_agents: Vec<String>,
+    /// Also obey commands from this address or network (repeatable), e.g. 10.0.0.0/24.
+    #[arg(long = "allow-from", value_name = "ADDR[/PREFIX]")]
+    allow_from: Vec<String>,
     /// Domain name of this gateway's endpoints [default: the host name].
     #[arg(long, value_name = "NAME")]
     domain: Option<String>,
@@ -246,6 +249,18 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
             .map(|s| resolve(s))
             .collect::<Result<_, _>>()?;
     }
+    let allow: Vec<String> = if args.allow_from.is_empty() {
+        file.allow_from.clone().unwrap_or_default()
+    } else {
+        args.allow_from.clone()
+    };
+    cfg.allow_from = allow
+        .iter()
+        .map(|a| {
+            mgcp::txn::AllowNet::parse(a)
+                .map_err(|_| format!("allow_from {a:?} is not an address or ADDR/PREFIX network"))
+        })
+        .collect::<Result<_, _>>()?;
     if let Some(d) = &args.domain {
         cfg.domain = d.clone();
     }
@@ -449,15 +464,13 @@ async fn reload_loop(
         if !restart.is_empty() {
             tracing::warn!(settings = ?restart, "changed settings take effect only after a restart");
         }
-        if new.call_agents != current.call_agents {
-            tracing::info!(call_agents = ?new.call_agents, "call agents changed");
-            if tx
-                .send(mgw_control::Reload {
-                    call_agents: new.call_agents.clone(),
-                })
-                .await
-                .is_err()
-            {
+        if new.call_agents != current.call_agents || new.allow_from != current.allow_from {
+            tracing::info!(call_agents = ?new.call_agents, allow_from = ?new.allow_from, "call agents changed");
+            let reload = mgw_control::Reload {
+                call_agents: new.call_agents.clone(),
+                allow_from: new.allow_from.clone(),
+            };
+            if tx.send(reload).await.is_err() {
                 return;
             }
         }

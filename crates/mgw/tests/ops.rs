@@ -397,3 +397,28 @@ fn per_call_trace_logs_mgcp_and_media_of_that_call_only() {
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     let _ = std::fs::remove_file(&log);
 }
+
+#[test]
+fn allow_from_admits_extra_command_sources() {
+    let gw = Gateway::start_ready(&["--allow-from", "127.0.0.4/31"]);
+    let probe = || format!("AUEP {} rtpbridge/1@mgw MGCP 1.0\r\n", tid());
+    for ip in ["127.0.0.4", "127.0.0.5"] {
+        let other = CallAgent::bind(&format!("{ip}:0"));
+        other.send(gw.mgcp, &probe());
+        let got = other.recv(Duration::from_secs(2));
+        assert!(
+            got.is_some(),
+            "{ip} is inside 127.0.0.4/31 and must be answered"
+        );
+    }
+    let stranger = CallAgent::bind("127.0.0.6:0");
+    stranger.send(gw.mgcp, &probe());
+    assert!(
+        stranger.recv(Duration::from_millis(600)).is_none(),
+        "127.0.0.6 is outside"
+    );
+    // A bad network is a clear start-up error.
+    let (code, _, err) = mgw(&["run", "--allow-from", "10.0.0.0/99"], None);
+    assert_eq!(code, 2);
+    assert!(err.contains("allow_from"), "{err}");
+}

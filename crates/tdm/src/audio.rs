@@ -18,6 +18,7 @@ use crate::channel::{check_len, ChannelIo, ChannelStats};
 use crate::clock::SAMPLE_RATE;
 use crate::error::{SetupError, TdmError};
 use crate::law::Law;
+use crate::line::LineSignalling;
 
 /// Frames of buffering asked of ALSA (period = one frame).
 const BUFFER_FRAMES: usize = 4;
@@ -129,6 +130,9 @@ impl Drop for AlsaChannel {
 fn os(e: &alsa::Error) -> TdmError {
     TdmError::Os(e.errno())
 }
+
+/// No line signalling: a sound card has no hook switch and no ringer.
+impl LineSignalling for AlsaChannel {}
 
 impl ChannelIo for AlsaChannel {
     fn law(&self) -> Law {

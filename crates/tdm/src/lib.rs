@@ -17,9 +17,10 @@
 //! - **tap** ([`TapChannel`]) — a virtual channel whose other end is a Unix datagram socket
 //!   at `<tap_dir>/<span>-<channel>.sock`, so an outside program can be the telephone.
 //!   **Frame format: each datagram is exactly one frame of the span's law codes — 8 × ptime
-//!   bytes (160 at 20 ms), A-law for E1 spans, µ-law for T1 — with no header.** mgw reads at
-//!   most one datagram per frame (datagrams of any other length are dropped and counted)
-//!   and sends each frame it writes to the socket address the last good datagram came from
+//!   bytes (160 at 20 ms), A-law for E1 spans, µ-law for T1 — with no header.** Short ASCII
+//!   datagrams beside them carry line signalling (below). mgw reads at most one audio frame
+//!   per frame (other datagrams of the wrong length are dropped and counted) and sends
+//!   each frame it writes to the socket address the last good datagram came from
 //!   (the peer must bind its own socket; until it has sent, mgw's frames are dropped). mgw
 //!   is the clock master: a peer that answers each received frame with one frame stays in
 //!   step. Details and an example in `TAP.md`.
@@ -33,6 +34,19 @@
 //! - **alsa** ([`AlsaChannel`]) — an audio device as an analog line `aaln/N`: S16_LE mono
 //!   8 kHz, period = one frame, non-blocking. Tested through ALSA's `null` and `file`
 //!   plugins; needs `libasound2` at run time (`libasound2-dev` to build).
+//!
+//! # Line signalling
+//!
+//! Every channel implements [`LineSignalling`] (the line side of the MGCP L package): hook
+//! events ([`HookEvent`]: off hook, on hook, flash) are collected while the channel is read
+//! and polled with `poll_line_event`; `set_ringing` rings the line. **Tap** channels carry
+//! it as short ASCII control datagrams beside the audio frames — `HOOK OFF`, `HOOK ON`,
+//! `FLASH` from the peer, `RING ON`, `RING OFF` from mgw; a datagram of exactly one frame
+//! is always audio, one of 1–15 bytes starting with an ASCII letter is control (see
+//! [`TapControl`] and `TAP.md`). **DAHDI** channels map `ONHOOK`/`RINGOFFHOOK`/`WINKFLASH`
+//! events and ring with the `DAHDI_HOOK` ioctl (`DAHDI_RING`/`DAHDI_RINGOFF`). Virtual
+//! (untapped) and ALSA channels have none: `supports_signalling()` is false and
+//! `set_ringing` fails with [`TdmError::NoSignalling`].
 //!
 //! # Endpoints
 //!
@@ -52,6 +66,7 @@
 //!     for each active channel id:
 //!         ports.channel_mut(id).read_frame(&mut pcm)   // line → RTP
 //!         ports.channel_mut(id).write_frame(&pcm_out)  // RTP → line
+//!         while let Some(ev) = ports.channel_mut(id).poll_line_event() { .. } // hook events
 //!     ports.tick();                           // bus clock of the virtual spans
 //! }
 //! sleep/wait until clock.next_deadline()
@@ -75,6 +90,7 @@ mod config;
 pub mod dahdi;
 mod error;
 mod law;
+mod line;
 mod span;
 mod tap;
 mod virt;
@@ -86,6 +102,7 @@ pub use crate::config::{ChannelRange, SpanConfig, SpanKind, TdmConfig, DAHDI_CHA
 pub use crate::dahdi::{DahdiChannel, DahdiDevice, DahdiEvent, FakeDahdi, FakeRead, SysDahdi};
 pub use crate::error::{SetupError, TdmError};
 pub use crate::law::Law;
+pub use crate::line::{HookEvent, LineSignalling, TapControl, TapControlError, TAP_CONTROL_MAX};
 pub use crate::span::{AnyChannel, BoxedDahdi, ChannelId, Span, TdmPorts};
 pub use crate::tap::TapChannel;
 pub use crate::virt::{crossover, VirtualChannel};

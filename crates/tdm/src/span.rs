@@ -8,6 +8,7 @@ use crate::config::{SpanConfig, SpanKind, TdmConfig, DAHDI_CHANNEL_DEVICE};
 use crate::dahdi::{DahdiChannel, DahdiDevice, SysDahdi};
 use crate::error::{SetupError, TdmError};
 use crate::law::Law;
+use crate::line::{HookEvent, LineSignalling};
 use crate::tap::TapChannel;
 use crate::virt::{crossover, VirtualChannel};
 
@@ -38,6 +39,9 @@ impl<T: DahdiDevice + ?Sized> DahdiDevice for Box<T> {
     }
     fn get_event(&mut self) -> std::io::Result<i32> {
         (**self).get_event()
+    }
+    fn hook(&mut self, value: i32) -> std::io::Result<()> {
+        (**self).hook(value)
     }
 }
 
@@ -85,6 +89,19 @@ impl ChannelIo for AnyChannel {
     }
     fn stats(&self) -> ChannelStats {
         dispatch!(self, c => c.stats())
+    }
+}
+
+/// Tap and DAHDI channels signal; virtual (untapped) and ALSA channels do not.
+impl LineSignalling for AnyChannel {
+    fn supports_signalling(&self) -> bool {
+        dispatch!(self, c => c.supports_signalling())
+    }
+    fn poll_line_event(&mut self) -> Option<HookEvent> {
+        dispatch!(self, c => c.poll_line_event())
+    }
+    fn set_ringing(&mut self, on: bool) -> Result<(), TdmError> {
+        dispatch!(self, c => c.set_ringing(on))
     }
 }
 

@@ -126,7 +126,7 @@ impl TapChannel {
 
     /// Applies a control datagram from the peer (`n` bytes in `rxbuf`).
     fn on_control(&mut self, n: usize, from: SocketAddr) {
-        let ev = match TapControl::parse(&self.rxbuf[..n]) {
+        let ev = match TapControl::parse(self.rxbuf.get(..n).unwrap_or_default()) {
             Err(TapControlError::NotControl) => {
                 self.stats.bad_frames += 1;
                 return;

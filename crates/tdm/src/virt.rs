@@ -12,6 +12,7 @@
 use crate::channel::{check_len, ChannelIo, ChannelStats, CodedScratch};
 use crate::error::TdmError;
 use crate::law::Law;
+use crate::line::LineSignalling;
 
 /// One in-memory channel with a frame slot per direction.
 pub struct VirtualChannel {
@@ -66,6 +67,9 @@ fn pass(from: &mut VirtualChannel, to: &mut VirtualChannel) {
     from.tx.fill(from.law.silence_byte());
     from.tx_live = false;
 }
+
+/// No line signalling: an in-memory channel has no hook and no ringer.
+impl LineSignalling for VirtualChannel {}
 
 impl ChannelIo for VirtualChannel {
     fn law(&self) -> Law {

@@ -5,7 +5,7 @@
 use std::f64::consts::PI;
 use std::fs;
 
-use mgw_tdm::{AlsaChannel, ChannelIo, SetupError, TdmError};
+use mgw_tdm::{AlsaChannel, ChannelIo, LineSignalling, SetupError, TdmError};
 
 fn tone(n: usize, phase0: usize) -> Vec<i16> {
     (0..n)
@@ -38,6 +38,10 @@ fn alsa_null_and_file_plugins() {
 
     // Playback through the file plugin: the bytes land in out.raw.
     let mut ch = AlsaChannel::open("mgwplay", Some("mgwcap"), 160).unwrap();
+    // A sound card has no hook switch and no ringer.
+    assert!(!ch.supports_signalling());
+    assert_eq!(ch.set_ringing(true), Err(TdmError::NoSignalling));
+    assert_eq!(ch.poll_line_event(), None);
     assert_eq!(ch.law(), mgw_tdm::Law::Linear);
     let mut played = Vec::new();
     for k in 0..25 {

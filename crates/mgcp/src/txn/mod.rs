@@ -269,6 +269,62 @@ impl Rng {
     }
 }
 
+/// An address or network (`10.0.0.0/24`, `2001:db8::/32`, or one address) commands may
+/// come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllowNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl AllowNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(s: &str) -> Result<AllowNet, crate::Error> {
+        let bad = || {
+            crate::Error::InvalidParameter(format!(
+                "{s:?} is not an address or ADDR/PREFIX network"
+            ))
+        };
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = a.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(AllowNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside the network.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let bits = |a: std::net::IpAddr| -> (u128, u8) {
+            match a {
+                std::net::IpAddr::V4(v) => (u128::from(u32::from(v)) << 96, 32),
+                std::net::IpAddr::V6(v) => (u128::from(v), 128),
+            }
+        };
+        let (x, wx) = bits(self.addr);
+        let (y, wy) = bits(ip);
+        if wx != wy {
+            return false;
+        }
+        // Both are left-aligned in 128 bits: keep the top `prefix` bits.
+        let mask = match self.prefix {
+            0 => 0,
+            p => u128::MAX << (128 - u32::from(p)),
+        };
+        (x & mask) == (y & mask)
+    }
+}
+
 /// The gateway side of MGCP: a sans-IO state machine. See the module docs.
 #[derive(Debug)]
 pub struct Agent {
@@ -294,6 +350,8 @@ pub struct Agent {
     // Restart / disconnected procedure.
     link: link::Link,
     link_timer: Option<Instant>,
+    /// Extra command sources (see [`Agent::set_allowed`]).
+    allowed: Vec<AllowNet>,
 }
 
 impl Agent {
@@ -350,6 +408,7 @@ impl Agent {
             completed_fifo: VecDeque::new(),
             link: link::Link::Idle,
             link_timer: None,
+            allowed: Vec::new(),
         }
     }
 
@@ -470,6 +529,13 @@ impl Agent {
 
     fn is_call_agent(&self, from: SocketAddr) -> bool {
         self.call_agents.iter().any(|a| a.ip() == from.ip())
+            || self.allowed.iter().any(|n| n.contains(from.ip()))
+    }
+
+    /// Further sources whose commands are obeyed besides the call agents' addresses
+    /// (e.g. the other nodes of a call-agent cluster).
+    pub fn set_allowed(&mut self, nets: Vec<AllowNet>) {
+        self.allowed = nets;
     }
 
     fn send(&mut self, dest: SocketAddr, payload: Vec<u8>) {
@@ -580,5 +646,29 @@ mod tests {
         }
         assert_eq!(a.upto(0), 0);
         let _ = Rng::new(0x9E37_79B9_7F4A_7C15).next_u64();
+    }
+}
+
+#[cfg(test)]
+mod allow_tests {
+    use super::AllowNet;
+
+    #[test]
+    fn networks() {
+        let n = AllowNet::parse("10.1.2.0/24").unwrap();
+        assert!(n.contains("10.1.2.77".parse().unwrap()));
+        assert!(!n.contains("10.1.3.1".parse().unwrap()));
+        assert!(!n.contains("::1".parse().unwrap()));
+        let one = AllowNet::parse("127.0.0.5").unwrap();
+        assert!(one.contains("127.0.0.5".parse().unwrap()));
+        assert!(!one.contains("127.0.0.6".parse().unwrap()));
+        assert!(AllowNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        let v6 = AllowNet::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
+        for bad in ["x", "10.0.0.0/33", "::/129", "1.2.3.4/"] {
+            assert!(AllowNet::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::{DahdiDevice, ELAST};
+use super::sys::{DAHDI_RING, DAHDI_RINGOFF};
+use super::{DahdiDevice, DahdiEvent, ELAST};
 use crate::law::Law;
 
 /// What the next `read` of a [`FakeDahdi`] returns.
@@ -47,6 +48,13 @@ pub struct FakeDahdi {
     pub tx: Vec<Vec<u8>>,
     /// Scripted `errno`s for the next writes.
     pub write_errors: VecDeque<i32>,
+    /// Every `DAHDI_HOOK` value accepted, in order.
+    pub hook_calls: Vec<i32>,
+    /// Whether the ringer is on (`DAHDI_RING` / `DAHDI_RINGOFF`; an off-hook event
+    /// injected with [`inject`](Self::inject) stops it, like the driver's ring trip).
+    pub ringing: bool,
+    /// Scripted `errno`s for the next `DAHDI_HOOK` calls.
+    pub hook_errors: VecDeque<i32>,
 }
 
 impl FakeDahdi {
@@ -57,6 +65,29 @@ impl FakeDahdi {
             blocksize: 1024, // DAHDI_DEFAULT_BLOCKSIZE
             ..Default::default()
         }
+    }
+
+    /// Queues a signalling event as the driver would (raw code, see [`DahdiEvent`]).
+    /// `RINGOFFHOOK` also stops the ringer (ring trip).
+    pub fn inject(&mut self, event: DahdiEvent) {
+        let code = match event {
+            DahdiEvent::OnHook => 1,
+            DahdiEvent::RingOffHook => {
+                self.ringing = false;
+                2
+            }
+            DahdiEvent::WinkFlash => 3,
+            DahdiEvent::Alarm => 4,
+            DahdiEvent::NoAlarm => 5,
+            DahdiEvent::DialComplete => 9,
+            DahdiEvent::RingBegin => 18,
+            DahdiEvent::Removed => 20,
+            DahdiEvent::PulseDigit(d) => (1 << 16) | i32::from(d),
+            DahdiEvent::DtmfDown(d) => (1 << 17) | i32::from(d),
+            DahdiEvent::DtmfUp(d) => (1 << 18) | i32::from(d),
+            DahdiEvent::Other(c) => c,
+        };
+        self.events.push_back(code);
     }
 
     fn bound(&self) -> io::Result<()> {
@@ -149,5 +180,22 @@ impl DahdiDevice for FakeDahdi {
     fn get_event(&mut self) -> io::Result<i32> {
         self.bound()?;
         Ok(self.events.pop_front().unwrap_or(0))
+    }
+
+    /// Accepts `DAHDI_ONHOOK` (0) through `DAHDI_RINGOFF` (6), like the driver on an FXS
+    /// port; anything else is `EINVAL`.
+    fn hook(&mut self, value: i32) -> io::Result<()> {
+        self.bound()?;
+        if let Some(e) = self.hook_errors.pop_front() {
+            return Err(io::Error::from_raw_os_error(e));
+        }
+        match value {
+            DAHDI_RING => self.ringing = true,
+            DAHDI_RINGOFF => self.ringing = false,
+            0..=4 => {}
+            _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+        self.hook_calls.push(value);
+        Ok(())
     }
 }

@@ -10,6 +10,15 @@
 //! `DAHDI_GETEVENT` until it returns `DAHDI_EVENT_NONE`, queued for [`DahdiChannel::poll_event`],
 //! and the I/O is retried once.
 //!
+//! Line signalling ([`LineSignalling`]): `ONHOOK` → [`HookEvent::OnHook`], `RINGOFFHOOK` →
+//! [`HookEvent::OffHook`], `WINKFLASH` → [`HookEvent::Flash`], queued apart from the other
+//! events so [`DahdiChannel::poll_event`] still sees everything. This is the reading for an
+//! FXS port (a telephone attached; DAHDI configures it with FXO signalling, `fxoks`/`fxols`),
+//! where mgw is the exchange: there `RINGOFFHOOK` means the telephone went off hook. (On an
+//! FXO port the same code means ringing was detected; mgw does not drive FXO ports as
+//! L-package lines.) Ringing is `DAHDI_HOOK` with `DAHDI_RING` / `DAHDI_RINGOFF`; the driver
+//! stops ringing by itself when the telephone answers (ring trip).
+//!
 //! All device calls go through [`DahdiDevice`]; [`SysDahdi`] is the real implementation
 //! (`libc::ioctl`, numbers in [`sys`]) and [`FakeDahdi`] an in-memory one that models the
 //! driver's observable behaviour. **The real path has not been run against hardware or the
@@ -28,6 +37,7 @@ pub use self::sys::SysDahdi;
 use crate::channel::{check_len, ChannelIo, ChannelStats, CodedScratch};
 use crate::error::{SetupError, TdmError};
 use crate::law::Law;
+use crate::line::{HookEvent, LineSignalling};
 
 /// `errno` DAHDI uses on `read`/`write` to say "events pending, call `DAHDI_GETEVENT`".
 pub const ELAST: i32 = 500;
@@ -51,6 +61,9 @@ pub trait DahdiDevice {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// `DAHDI_GETEVENT`: the next raw event code, 0 (`DAHDI_EVENT_NONE`) when none.
     fn get_event(&mut self) -> io::Result<i32>;
+    /// `DAHDI_HOOK`: sets the hook/ringer state to `value` (`DAHDI_RING`,
+    /// `DAHDI_RINGOFF`, ... in [`sys`]).
+    fn hook(&mut self, value: i32) -> io::Result<()>;
 }
 
 /// A DAHDI signalling event (codes from `dahdi/user.h`).
@@ -120,6 +133,8 @@ pub struct DahdiChannel<D> {
     block: usize,
     events: VecDeque<DahdiEvent>,
     events_dropped: u64,
+    line: VecDeque<HookEvent>,
+    ringing: bool,
     alarm: bool,
     removed: bool,
     scratch: CodedScratch,
@@ -174,6 +189,8 @@ impl<D: DahdiDevice> DahdiChannel<D> {
             block: samples_per_frame,
             events: VecDeque::with_capacity(EVENT_QUEUE),
             events_dropped: 0,
+            line: VecDeque::with_capacity(EVENT_QUEUE),
+            ringing: false,
             alarm: false,
             removed: false,
             scratch: CodedScratch::new(samples_per_frame),
@@ -207,6 +224,12 @@ impl<D: DahdiDevice> DahdiChannel<D> {
         self.events_dropped
     }
 
+    /// Whether the line is being rung (set by [`LineSignalling::set_ringing`], cleared by
+    /// an off-hook event).
+    pub fn is_ringing(&self) -> bool {
+        self.ringing
+    }
+
     /// The device (tests reach the fake through this).
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.dev
@@ -223,11 +246,34 @@ impl<D: DahdiDevice> DahdiChannel<D> {
                 break;
             };
             self.stats.events += 1;
-            match ev {
-                DahdiEvent::Alarm => self.alarm = true,
-                DahdiEvent::NoAlarm => self.alarm = false,
-                DahdiEvent::Removed => self.removed = true,
-                _ => {}
+            let hook = match ev {
+                DahdiEvent::Alarm => {
+                    self.alarm = true;
+                    None
+                }
+                DahdiEvent::NoAlarm => {
+                    self.alarm = false;
+                    None
+                }
+                DahdiEvent::Removed => {
+                    self.removed = true;
+                    None
+                }
+                DahdiEvent::OnHook => Some(HookEvent::OnHook),
+                DahdiEvent::RingOffHook => Some(HookEvent::OffHook),
+                DahdiEvent::WinkFlash => Some(HookEvent::Flash),
+                _ => None,
+            };
+            if let Some(h) = hook {
+                if h == HookEvent::OffHook {
+                    // Ring trip: the driver stops the ringer when the line answers.
+                    self.ringing = false;
+                }
+                self.stats.line_events += 1;
+                if self.line.len() == EVENT_QUEUE {
+                    self.line.pop_front();
+                }
+                self.line.push_back(h);
             }
             if self.events.len() == EVENT_QUEUE {
                 self.events.pop_front();
@@ -235,6 +281,41 @@ impl<D: DahdiDevice> DahdiChannel<D> {
             }
             self.events.push_back(ev);
         }
+    }
+}
+
+impl<D: DahdiDevice> LineSignalling for DahdiChannel<D> {
+    fn supports_signalling(&self) -> bool {
+        true
+    }
+
+    fn poll_line_event(&mut self) -> Option<HookEvent> {
+        self.line.pop_front()
+    }
+
+    /// `DAHDI_HOOK` with `DAHDI_RING` or `DAHDI_RINGOFF`. The driver refuses ringing on
+    /// ports that cannot ring (FXO ports, digital spans) with `EINVAL`.
+    fn set_ringing(&mut self, on: bool) -> Result<(), TdmError> {
+        if self.removed {
+            return Err(TdmError::Disconnected);
+        }
+        let value = if on {
+            sys::DAHDI_RING
+        } else {
+            sys::DAHDI_RINGOFF
+        };
+        // Two attempts: EINTR is retried once.
+        for _ in 0..2 {
+            match self.dev.hook(value) {
+                Ok(()) => {
+                    self.ringing = on;
+                    return Ok(());
+                }
+                Err(e) if errno(&e) == libc::EINTR => {}
+                Err(e) => return Err(TdmError::Os(errno(&e))),
+            }
+        }
+        Err(TdmError::Os(libc::EINTR))
     }
 }
 

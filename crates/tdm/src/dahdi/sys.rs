@@ -8,6 +8,7 @@
 //! |-----------------------|-------------------------------|--------------|
 //! | `DAHDI_GET_BLOCKSIZE` | `_IOR(DAHDI_CODE, 1, int)`    | `0x8004_DA01` |
 //! | `DAHDI_SET_BLOCKSIZE` | `_IOW(DAHDI_CODE, 1, int)`    | `0x4004_DA01` |
+//! | `DAHDI_HOOK`          | `_IOW(DAHDI_CODE, 7, int)`    | `0x4004_DA07` |
 //! | `DAHDI_GETEVENT`      | `_IOR(DAHDI_CODE, 8, int)`    | `0x8004_DA08` |
 //! | `DAHDI_SPECIFY`       | `_IOW(DAHDI_CODE, 38, int)`   | `0x4004_DA26` |
 //! | `DAHDI_SETLAW`        | `_IOW(DAHDI_CODE, 39, int)`   | `0x4004_DA27` |
@@ -16,7 +17,9 @@
 //! type << 8 | nr`, `_IOW` = dir 1 (user writes), `_IOR` = dir 2, `size = sizeof(int) = 4`.
 //! That encoding holds on x86, x86-64, ARM, AArch64 and RISC-V; PowerPC, MIPS and SPARC
 //! use other direction bits, so this module refuses to issue ioctls there. Law values:
-//! `DAHDI_LAW_MULAW` = 1, `DAHDI_LAW_ALAW` = 2. `ELAST` = 500.
+//! `DAHDI_LAW_MULAW` = 1, `DAHDI_LAW_ALAW` = 2. `DAHDI_HOOK` values: `DAHDI_ONHOOK` = 0,
+//! `DAHDI_OFFHOOK` = 1, `DAHDI_WINK` = 2, `DAHDI_FLASH` = 3, `DAHDI_START` = 4,
+//! `DAHDI_RING` = 5, `DAHDI_RINGOFF` = 6. `ELAST` = 500.
 //!
 //! Not run against hardware: the DAHDI kernel modules cannot be loaded on the machines
 //! this was written on.
@@ -44,6 +47,8 @@ const INT: u32 = 4;
 pub const DAHDI_GET_BLOCKSIZE: u32 = ioc(IOC_READ, DAHDI_CODE, 1, INT);
 /// `DAHDI_SET_BLOCKSIZE`.
 pub const DAHDI_SET_BLOCKSIZE: u32 = ioc(IOC_WRITE, DAHDI_CODE, 1, INT);
+/// `DAHDI_HOOK`: set the hook/ringer state.
+pub const DAHDI_HOOK: u32 = ioc(IOC_WRITE, DAHDI_CODE, 7, INT);
 /// `DAHDI_GETEVENT`.
 pub const DAHDI_GETEVENT: u32 = ioc(IOC_READ, DAHDI_CODE, 8, INT);
 /// `DAHDI_SPECIFY`.
@@ -54,6 +59,10 @@ pub const DAHDI_SETLAW: u32 = ioc(IOC_WRITE, DAHDI_CODE, 39, INT);
 pub const DAHDI_LAW_MULAW: i32 = 1;
 /// `DAHDI_LAW_ALAW`.
 pub const DAHDI_LAW_ALAW: i32 = 2;
+/// `DAHDI_HOOK` value: ring the line.
+pub const DAHDI_RING: i32 = 5;
+/// `DAHDI_HOOK` value: stop ringing.
+pub const DAHDI_RINGOFF: i32 = 6;
 
 const GENERIC_IOCTL_ENCODING: bool = cfg!(any(
     target_arch = "x86",
@@ -151,6 +160,11 @@ impl DahdiDevice for SysDahdi {
         self.ioctl_int(DAHDI_GETEVENT, &mut v)?;
         Ok(v)
     }
+
+    fn hook(&mut self, value: i32) -> io::Result<()> {
+        let mut v: libc::c_int = value;
+        self.ioctl_int(DAHDI_HOOK, &mut v)
+    }
 }
 
 #[cfg(test)]
@@ -162,6 +176,7 @@ mod tests {
         assert_eq!(DAHDI_GET_BLOCKSIZE, 0x8004_DA01);
         assert_eq!(DAHDI_SET_BLOCKSIZE, 0x4004_DA01);
         assert_eq!(DAHDI_GETEVENT, 0x8004_DA08);
+        assert_eq!(DAHDI_HOOK, 0x4004_DA07);
         assert_eq!(DAHDI_SPECIFY, 0x4004_DA26);
         assert_eq!(DAHDI_SETLAW, 0x4004_DA27);
     }
@@ -189,6 +204,10 @@ mod tests {
         assert_eq!(d.specify(1).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
         assert_eq!(
             d.get_event().unwrap_err().raw_os_error(),
+            Some(libc::ENOTTY)
+        );
+        assert_eq!(
+            d.hook(DAHDI_RING).unwrap_err().raw_os_error(),
             Some(libc::ENOTTY)
         );
         assert_eq!(d.write(&[0xD5; 160]).unwrap(), 160);

@@ -1,4 +1,5 @@
 use super::*;
+use crate::line::{HookEvent, LineSignalling};
 use std::path::Path;
 
 const DEV: &str = "/dev/dahdi/channel";
@@ -165,4 +166,91 @@ fn event_codes_decode() {
         Some(DahdiEvent::PulseDigit(3))
     );
     assert_eq!(DahdiEvent::from_raw(27), Some(DahdiEvent::Other(27)));
+}
+
+#[test]
+fn hook_events_become_line_events_and_all_events_stay_visible() {
+    let mut ch = bind(FakeDahdi::with_channels(4), 2).unwrap();
+    assert!(ch.supports_signalling());
+    assert_eq!(ch.poll_line_event(), None);
+    let d = ch.device_mut();
+    d.inject(DahdiEvent::RingOffHook);
+    d.inject(DahdiEvent::DtmfDown(b'1'));
+    d.inject(DahdiEvent::WinkFlash);
+    d.inject(DahdiEvent::OnHook);
+    d.inject(DahdiEvent::Alarm);
+    let mut codes = vec![0u8; 160];
+    // The events surface on the next read (ELAST → GETEVENT), as with the driver.
+    assert_eq!(ch.read_coded(&mut codes).unwrap(), 0);
+    assert_eq!(ch.poll_line_event(), Some(HookEvent::OffHook));
+    assert_eq!(ch.poll_line_event(), Some(HookEvent::Flash));
+    assert_eq!(ch.poll_line_event(), Some(HookEvent::OnHook));
+    assert_eq!(ch.poll_line_event(), None);
+    assert_eq!(ch.stats().line_events, 3);
+    assert_eq!(ch.stats().events, 5);
+    // The general queue still has every event, in order.
+    let all: Vec<_> = std::iter::from_fn(|| ch.poll_event()).collect();
+    assert_eq!(
+        all,
+        [
+            DahdiEvent::RingOffHook,
+            DahdiEvent::DtmfDown(b'1'),
+            DahdiEvent::WinkFlash,
+            DahdiEvent::OnHook,
+            DahdiEvent::Alarm
+        ]
+    );
+}
+
+#[test]
+fn ringing_uses_dahdi_hook_and_stops_on_ring_trip() {
+    let mut ch = bind(FakeDahdi::with_channels(4), 1).unwrap();
+    ch.set_ringing(true).unwrap();
+    assert!(ch.is_ringing());
+    assert!(ch.device_mut().ringing);
+    ch.set_ringing(false).unwrap();
+    assert!(!ch.device_mut().ringing);
+    ch.set_ringing(true).unwrap();
+    assert_eq!(
+        ch.device_mut().hook_calls,
+        [sys::DAHDI_RING, sys::DAHDI_RINGOFF, sys::DAHDI_RING]
+    );
+    // The telephone answers: the driver stops the ringer and reports off hook.
+    ch.device_mut().inject(DahdiEvent::RingOffHook);
+    assert!(!ch.device_mut().ringing);
+    ch.write_coded(&[0xFF; 160]).unwrap();
+    assert!(!ch.is_ringing());
+    assert_eq!(ch.poll_line_event(), Some(HookEvent::OffHook));
+}
+
+#[test]
+fn ringing_errors_are_reported() {
+    let mut ch = bind(FakeDahdi::with_channels(4), 1).unwrap();
+    // A port that cannot ring (FXO, digital): the driver says EINVAL.
+    ch.device_mut().hook_errors.push_back(libc::EINVAL);
+    assert_eq!(ch.set_ringing(true), Err(TdmError::Os(libc::EINVAL)));
+    assert!(!ch.is_ringing());
+    // EINTR is retried once.
+    ch.device_mut().hook_errors.push_back(libc::EINTR);
+    assert_eq!(ch.set_ringing(true), Ok(()));
+    assert!(ch.is_ringing());
+    ch.device_mut()
+        .hook_errors
+        .extend([libc::EINTR, libc::EINTR]);
+    assert_eq!(ch.set_ringing(false), Err(TdmError::Os(libc::EINTR)));
+    // A removed channel cannot ring.
+    ch.device_mut().inject(DahdiEvent::Removed);
+    let mut codes = vec![0u8; 160];
+    assert_eq!(ch.read_coded(&mut codes), Err(TdmError::Disconnected));
+    assert_eq!(ch.set_ringing(true), Err(TdmError::Disconnected));
+    // The fake refuses DAHDI_HOOK values the driver does not know.
+    let mut f = FakeDahdi::with_channels(1);
+    f.open(Path::new(DEV)).unwrap();
+    f.specify(1).unwrap();
+    assert_eq!(
+        f.hook(7).unwrap_err().raw_os_error(),
+        Some(libc::EINVAL)
+    );
+    f.hook(sys::DAHDI_RING).unwrap();
+    assert!(f.ringing);
 }
