@@ -25,6 +25,16 @@
 //! detected on a line even before it has a connection. The backends wait no longer than
 //! [`TdmRunner::deadline`].
 //!
+//! ## Line signalling
+//! After a channel's frame is read and written, its hook events
+//! ([`LineSignalling::poll_line_event`]: tap control datagrams, DAHDI hook events) are
+//! reported as [`DataplaneEvent::Line`] (`try_send`; dropped and counted when the event
+//! channel is full). [`ChannelSignal::Ring`] goes to [`LineSignalling::set_ringing`]; on a
+//! channel without signalling (virtual, ALSA) it is logged at debug and counted in
+//! `tdm_setup_errors`, a device failure is logged and counted in `tdm_io_errors`. A slice
+//! is only run once a command has named one of its channels, so a line's hook events are
+//! seen from its first command on.
+//!
 //! ## Connections
 //! A connection with a channel is attached to that channel's engine under its relay slot
 //! number; its codec comes from [`conn_params`]. A connection whose channel is not run by
@@ -47,12 +57,13 @@ use mgw_media::engine::{
 };
 use mgw_media::tone::{CallProgressTone, ToneSet, CONTINUITY_HZ, CONTINUITY_RETURN_HZ};
 use mgw_tdm::{
-    ChannelId, ChannelIo, ChannelRange, FrameClock, SetupError, SpanConfig, TdmConfig, TdmPorts,
+    ChannelId, ChannelIo, ChannelRange, FrameClock, HookEvent, LineSignalling, SetupError,
+    SpanConfig, TdmConfig, TdmError, TdmPorts,
 };
 
 use crate::api::{
-    ChannelSignal, ConnUpdate, DataplaneEvent, DigitOrigin, DtmfMode, Mode, PayloadBinding,
-    ToneKind,
+    ChannelSignal, ConnUpdate, DataplaneEvent, DigitOrigin, DtmfMode, LineEvent, Mode,
+    PayloadBinding, ToneKind,
 };
 
 /// One independently clocked piece of the TDM configuration (see the module docs).
@@ -487,6 +498,32 @@ fn emit(events: &Sender<DataplaneEvent>, dropped: &AtomicU64, ev: DataplaneEvent
     }
 }
 
+/// The control-plane form of a port's hook event.
+fn line_event(e: HookEvent) -> LineEvent {
+    match e {
+        HookEvent::OffHook => LineEvent::OffHook,
+        HookEvent::OnHook => LineEvent::OnHook,
+        HookEvent::Flash => LineEvent::Flash,
+    }
+}
+
+/// Reports a channel's pending hook events.
+fn drain_line_events(
+    name: &str,
+    ch: &mut impl LineSignalling,
+    events: &Sender<DataplaneEvent>,
+    dropped: &AtomicU64,
+) {
+    while let Some(e) = ch.poll_line_event() {
+        let ev = DataplaneEvent::Line {
+            channel: name.to_owned(),
+            event: line_event(e),
+        };
+        tracing::debug!(?ev, "tdm line event");
+        emit(events, dropped, ev);
+    }
+}
+
 /// Reports a channel engine's pending events.
 fn drain_events(c: &mut RunChan, events: &Sender<DataplaneEvent>, dropped: &AtomicU64) {
     while let Some(e) = c.engine.poll_event() {
@@ -682,19 +719,45 @@ impl TdmRunner {
             tracing::warn!(%channel, "signal for a TDM channel this worker does not run");
             return;
         };
+        if let ChannelSignal::Ring(on) = *s {
+            self.ring(si, ci, channel, on);
+            return;
+        }
         let (events, dropped) = (self.events.clone(), Arc::clone(&self.dropped_events));
         let Some(c) = self.chan_mut(si, ci) else {
             return;
         };
         let Some(sig) = engine_signal(s) else {
-            // Ringing is line signalling, not audio: handled by the port (in progress).
-            tracing::debug!(%channel, "ringing is not available on this channel yet");
             return;
         };
         if let Err(e) = c.engine.play_signal(sig) {
             tracing::warn!(%channel, error = %e, "signal not played");
         }
         drain_events(c, &events, &dropped);
+    }
+
+    /// Rings (or stops ringing) the line of channel `ci` of slice `si`.
+    fn ring(&mut self, si: u16, ci: u16, channel: &str, on: bool) {
+        let Some(slice) = self.slices.get_mut(usize::from(si)) else {
+            return;
+        };
+        let Some(id) = slice.chans.get(usize::from(ci)).map(|c| c.id) else {
+            return;
+        };
+        let Some(ch) = slice.ports.channel_mut(id) else {
+            return;
+        };
+        match ch.set_ringing(on) {
+            Ok(()) => tracing::debug!(%channel, on, "ringing"),
+            Err(TdmError::NoSignalling) => {
+                self.counts.setup_errors = self.counts.setup_errors.wrapping_add(1);
+                tracing::debug!(%channel, "ringing asked of a channel without line signalling");
+            }
+            Err(e) => {
+                self.counts.io_errors = self.counts.io_errors.wrapping_add(1);
+                tracing::warn!(%channel, on, error = %e, "ringing failed");
+            }
+        }
     }
 
     /// When the next frame is due (`None`: no channels here).
@@ -740,6 +803,7 @@ impl TdmRunner {
                     if ch.write_frame(&self.outbuf[..spf]).is_err() {
                         self.counts.io_errors = self.counts.io_errors.wrapping_add(1);
                     }
+                    drain_line_events(&c.name, ch, &self.events, &self.dropped_events);
                     drain_events(c, &self.events, &self.dropped_events);
                 }
                 s.ports.tick();

@@ -1,19 +1,22 @@
 //! TDM channels run by the workers, over real loopback sockets, on both backends: the
 //! default virtual E1 pair (`ds/e1-1/N` wired to `ds/e1-2/N`), transcoding between a
 //! channel and its RTP connection, signals and digit detection across the crossover,
-//! RFC 4733 events played in-band, and the frame clock.
+//! RFC 4733 events played in-band, the frame clock, and line signalling (hook events and
+//! ringing) through a tap socket.
 
 mod common;
 
 use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use mgw_dataplane::{
     BackendChoice, ChannelSignal, Codec, ConnCounters, ConnKey, ConnSpec, Dataplane, DataplaneCmd,
-    DataplaneConfig, DataplaneEvent, DigitOrigin, DtmfMode, GroupId, Mode, PayloadBinding,
-    SourceCheck, ToneKind,
+    DataplaneConfig, DataplaneEvent, DigitOrigin, DtmfMode, GroupId, LineEvent, Mode,
+    PayloadBinding, SourceCheck, ToneKind,
 };
 use mgw_media::codec::{Codec as MediaCodec, CodecConfig, CodecKind, Decoder, Encoder};
 
@@ -514,3 +517,174 @@ fn play_announcement_across(backend: BackendChoice) {
     dp.shutdown();
 }
 both_backends!(play_announcement, crate::play_announcement_across);
+
+/// A directory for tap sockets, removed on drop (short path: socket paths are limited).
+struct TapDir(PathBuf);
+
+impl TapDir {
+    fn new(tag: &str) -> TapDir {
+        let d = std::env::temp_dir().join(format!("mgw-line-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        TapDir(d)
+    }
+}
+
+impl Drop for TapDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A dataplane whose only TDM span is `line`: 2 A-law channels, each a tap socket.
+fn start_tap(backend: BackendChoice, dir: &Path) -> Dataplane {
+    let mut span = mgw_tdm::SpanConfig::virtual_e1("line");
+    span.channels = "1-2".parse().unwrap();
+    span.tap = true;
+    span.tap_dir = Some(dir.join("tap"));
+    Dataplane::start(DataplaneConfig {
+        workers: Some(2),
+        pin: false,
+        backend,
+        tdm: Some(mgw_tdm::TdmConfig {
+            ptime_ms: 20,
+            spans: vec![span],
+        }),
+        ..DataplaneConfig::default()
+    })
+    .expect("dataplane starts")
+}
+
+fn line_event(channel: &str, event: LineEvent) -> DataplaneEvent {
+    DataplaneEvent::Line {
+        channel: channel.into(),
+        event,
+    }
+}
+
+fn rms(pcm: &[i16]) -> f64 {
+    (pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / pcm.len().max(1) as f64).sqrt()
+}
+
+/// What the phone heard in a while: control datagrams, and the loudest audio frame.
+#[derive(Default)]
+struct Heard {
+    control: Vec<String>,
+    frames: usize,
+    loudest: f64,
+}
+
+/// The phone's side for `for_`: answers each audio frame with one frame of a 1 kHz
+/// tone (A-law), records control datagrams.
+fn phone_talks(phone: &UnixDatagram, mgw: &Path, for_: Duration, phase: &mut usize) -> Heard {
+    let mut heard = Heard::default();
+    let deadline = Instant::now() + for_;
+    let mut buf = [0u8; 512];
+    let mut pcm = [0i16; 160];
+    while Instant::now() < deadline {
+        let Ok(n) = phone.recv(&mut buf) else {
+            continue;
+        };
+        if n == 160 {
+            heard.frames += 1;
+            mgw_tdm::Law::Alaw.decode(&buf[..160], &mut pcm);
+            heard.loudest = heard.loudest.max(rms(&pcm));
+            let tone: Vec<i16> = (0..160)
+                .map(|k| {
+                    let t = (*phase + k) as f64 / 8000.0;
+                    (8000.0 * (2.0 * std::f64::consts::PI * TONE_HZ * t).sin()) as i16
+                })
+                .collect();
+            *phase += 160;
+            let mut frame = [0u8; 160];
+            mgw_tdm::Law::Alaw.encode(&tone, &mut frame);
+            phone.send_to(&frame, mgw).unwrap();
+        } else {
+            heard
+                .control
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+    heard
+}
+
+fn tap_line_signalling(backend: BackendChoice) {
+    let dir = TapDir::new(&format!("{backend:?}"));
+    let dp = start_tap(backend, &dir.0);
+    let ch = "ds/line/1";
+    let mgw = dir.0.join("tap/line-1.sock");
+    assert!(mgw.exists());
+    // An RTP connection on the line adopts its slice on a worker.
+    let pa = peer();
+    let a = tdm_leg(&dp, 81, ch, vec![pcmu(0)], &pa);
+    settle();
+    let phone = UnixDatagram::bind(dir.0.join("phone.sock")).unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+
+    // The handset is lifted.
+    phone.send_to(b"HOOK OFF", &mgw).unwrap();
+    assert!(
+        wait_event(&dp, &line_event(ch, LineEvent::OffHook), T),
+        "HOOK OFF reported as L/hd"
+    );
+
+    // Ringing on: the phone hears RING ON; meanwhile audio flows both ways: the phone
+    // answers mgw's frames with a tone, and the IP side sends a tone.
+    signal(&dp, ch, ChannelSignal::Ring(true));
+    let pa2 = pa.try_clone().unwrap();
+    let to = a.rtp_addr;
+    let ip_side = std::thread::spawn(move || send_tone(pa2, to, 60));
+    let mut phase = 0;
+    let heard = phone_talks(&phone, &mgw, Duration::from_millis(1500), &mut phase);
+    ip_side.join().unwrap();
+    assert_eq!(heard.control, ["RING ON"]);
+    assert!(heard.frames >= 50, "{} frames reached the phone", heard.frames);
+    assert!(
+        heard.loudest > 2000.0,
+        "the IP side's tone reached the phone (rms {:.0})",
+        heard.loudest
+    );
+    // The phone's tone reached the IP side.
+    let got = recv_n(&pa, 200, Duration::from_millis(300));
+    let from_line = decode(&got, CodecKind::Pcmu, 0);
+    let loud = from_line.chunks_exact(160).filter(|c| rms(c) > 2000.0).count();
+    assert!(loud >= 20, "{loud} loud packets of {} from the line", got.len());
+
+    // Ringing off, then flash and hang up.
+    signal(&dp, ch, ChannelSignal::Ring(false));
+    phone.send_to(b"FLASH", &mgw).unwrap();
+    assert!(wait_event(&dp, &line_event(ch, LineEvent::Flash), T));
+    phone.send_to(b"hook on\n", &mgw).unwrap();
+    assert!(wait_event(&dp, &line_event(ch, LineEvent::OnHook), T));
+    let heard = phone_talks(&phone, &mgw, Duration::from_millis(200), &mut phase);
+    assert_eq!(heard.control, ["RING OFF"]);
+    assert_eq!(
+        dp.worker_stats().iter().map(|s| s.tdm_setup_errors).sum::<u64>(),
+        0
+    );
+    remove(&dp, &a);
+    assert!(wait_event(&dp, &DataplaneEvent::Removed { key: a.key }, T));
+    dp.shutdown();
+}
+both_backends!(tap_line_signalling, crate::tap_line_signalling);
+
+fn ringing_without_signalling(backend: BackendChoice) {
+    let dp = start_tdm(backend);
+    // A virtual crossover channel has no ringer: debug log and a setup error, nothing else.
+    signal(&dp, "ds/e1-1/9", ChannelSignal::Ring(true));
+    let errors = || {
+        dp.worker_stats()
+            .iter()
+            .map(|s| s.tdm_setup_errors)
+            .sum::<u64>()
+    };
+    assert!(wait_until(T, || errors() == 1));
+    // The channel still runs (the slice was adopted) and signals still play on it.
+    signal(&dp, "ds/e1-1/9", ChannelSignal::Digits("3".into()));
+    assert!(wait_digit(&dp, "ds/e1-2/9", '3', DigitOrigin::Tdm));
+    assert_eq!(errors(), 1);
+    dp.shutdown();
+}
+both_backends!(ring_needs_signalling, crate::ringing_without_signalling);

@@ -218,6 +218,9 @@ step_mgw() {
     drops=$(sock_drops "$SYS_PID")
     for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
     wdrops=$(metric_drops "$hport")
+    # Packets the worker itself gave up on (no receive buffer, send queue full, send error).
+    local gwdrops
+    gwdrops=$(awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] ~ /^(no_buffer|send_queue_full|send_error)$/) d += kv[2] } } END { print d + 0 }' <<<"$wdrops")
     local alive=1
     kill -0 "$SYS_PID" 2>/dev/null || alive=0
     stop_pid "$SYS_PID"; stop_pid "$CA_PID"
@@ -231,8 +234,11 @@ step_mgw() {
     R_GCORE[$key]=$(core_share "$gc0" "$gc1")
     R_DELAY[$key]=$L_delay_p99_ms R_LATE[$key]=$L_late_p99_ms
     R_CALLS[$key]="$L_calls_ok/$n"
-    R_LOST[$key]=$((L_lost > drops ? L_lost : drops))
-    R_DETAIL[$key]="in $L_in_missing, out $L_out_missing, seq $L_seq_lost; socket drops $drops; crosstalk legs $L_crosstalk"
+    # Each count sees some of the same packets: the largest is a lower bound of the loss.
+    R_LOST[$key]=$L_lost
+    [ "$drops" -gt "${R_LOST[$key]}" ] && R_LOST[$key]=$drops
+    [ "$gwdrops" -gt "${R_LOST[$key]}" ] && R_LOST[$key]=$gwdrops
+    R_DETAIL[$key]="in $L_in_missing, out $L_out_missing, seq $L_seq_lost; socket drops $drops; worker drops $gwdrops; crosstalk legs $L_crosstalk"
     local metric=""
     [ -n "$m0" ] && [ -n "$m1" ] && metric=$(awk -v a="$m0" -v b="$m1" -v w="$wall" 'BEGIN { printf "%.1f", 100 * (b - a) * 1e9 / w }')
     echo "mgw N=$n worker=${R_CPU[$key]}% metric_worker=${metric:-?}% process=${R_PROC[$key]}% load=${R_GEN[$key]}% core$SYS_CPU=${R_CORE[$key]}% core$GEN_CPU=${R_GCORE[$key]}% calls=${R_CALLS[$key]} lost=${R_LOST[$key]} (${R_DETAIL[$key]}) delay_p99=${L_delay_p99_ms}ms late_p99=${L_late_p99_ms}ms worker_drops: ${wdrops:-none}" >>"$WORK/mgw.steps"

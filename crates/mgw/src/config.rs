@@ -166,3 +166,76 @@ mod tests {
         assert!(parse_port_range("0-50").is_err());
     }
 }
+
+/// Which configuration key an error message of `build_config` is about (by the words it
+/// starts with), for pointing `mgw config check` at the right line.
+pub(crate) fn keys_of_error(msg: &str) -> &'static [&'static str] {
+    const PREFIXES: &[(&str, &[&str])] = &[
+        ("call agent ", &["call_agents"]),
+        ("http bind ", &["http_bind"]),
+        ("log ", &["log"]),
+        ("port range ", &["rtp_ports"]),
+        ("bad low port", &["rtp_ports"]),
+        ("bad high port", &["rtp_ports"]),
+        ("unknown backend", &["backend"]),
+        ("ptime ", &["ptime"]),
+        ("shutdown ", &["shutdown"]),
+        (
+            "timers: need 0 < initial_rto_ms",
+            &["initial_rto_ms", "max_rto_ms"],
+        ),
+        ("timers: need 0 < max1", &["max1", "max2"]),
+        ("allow_from ", &["allow_from"]),
+        ("domain ", &["domain"]),
+        ("workers ", &["workers"]),
+        ("tdm span ", &["name"]),
+        ("tdm: ", &["ptime_ms"]),
+        ("bridges ", &["bridges"]),
+        ("endpoint ", &["name"]),
+        ("trace call id ", &["trace_calls"]),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(p, _)| msg.starts_with(p))
+        .map_or(&[], |(_, k)| *k)
+}
+
+/// The 1-based line where `key = ...` is set in `text` (first match), if any. For span
+/// errors (`key` = "name") the line naming the span quoted in `msg` is preferred.
+pub(crate) fn line_of(text: &str, key: &str, msg: &str) -> Option<usize> {
+    let quoted: Option<&str> = msg.split('"').nth(1);
+    let mut first = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        let Some(rest) = t.strip_prefix(key) else {
+            continue;
+        };
+        if !rest.trim_start().starts_with('=') {
+            continue;
+        }
+        if key == "name" {
+            if let Some(q) = quoted {
+                if rest.contains(&format!("\"{q}\"")) {
+                    return Some(i + 1);
+                }
+            }
+        }
+        first.get_or_insert(i + 1);
+    }
+    first
+}
+
+/// `text` with line `line` (1-based) commented out.
+pub(crate) fn comment_out(text: &str, line: usize) -> String {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i + 1 == line {
+                format!("# {l}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -156,6 +156,57 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     }
 }
 
+/// Validates a configuration file and lists every error with its line: syntax errors
+/// come from the TOML parser (which stops at the first); each value error is found by
+/// validating, commenting out the offending line and validating again.
+fn check_config_file(path: &std::path::Path) -> Result<(), Vec<String>> {
+    let mut text = std::fs::read_to_string(path).map_err(|e| vec![e.to_string()])?;
+    let mut errors = Vec::new();
+    for _ in 0..32 {
+        if let Err(e) = config::parse(&text) {
+            errors.push(e);
+            break;
+        }
+        let tmp = std::env::temp_dir().join(format!("mgw-check-{}.toml", std::process::id()));
+        if std::fs::write(&tmp, &text).is_err() {
+            errors.push("cannot write a temporary file".into());
+            break;
+        }
+        let r = build_config(&RunArgs {
+            config: Some(tmp.clone()),
+            ..RunArgs::default()
+        });
+        let _ = std::fs::remove_file(&tmp);
+        let Err(msg) = r else { break };
+        let msg = msg.replace(&format!("{}: ", tmp.display()), "");
+        let line = config::keys_of_error(&msg)
+            .iter()
+            .find_map(|k| config::line_of(&text, k, &msg));
+        match line {
+            Some(l) => {
+                errors.push(format!("line {l}: {msg}"));
+                text = config::comment_out(&text, l);
+            }
+            None => {
+                errors.push(msg);
+                break;
+            }
+        }
+    }
+    let line_no = |e: &String| {
+        e.strip_prefix("line ")
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(usize::MAX)
+    };
+    errors.sort_by_key(line_no);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     let file = match &args.config {
         Some(p) => config::load(p)?,
@@ -581,16 +632,16 @@ fn main() -> ExitCode {
         }
         Cmd::Config {
             what: ConfigCmd::Check { file },
-        } => match build_config(&RunArgs {
-            config: Some(file.clone()),
-            ..RunArgs::default()
-        }) {
-            Ok(_) => {
+        } => match check_config_file(&file) {
+            Ok(()) => {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("mgw: {e}");
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("mgw: {}: {e}", file.display());
+                }
+                eprintln!("mgw: {}: {} error(s)", file.display(), errors.len());
                 ExitCode::from(1)
             }
         },

@@ -233,6 +233,24 @@ fn config_default_check_and_bad_files() {
         assert_eq!(code, 1, "{text}");
         assert!(err.contains(want), "{text:?} → {err}");
     }
+    // Every value error is reported, each with its line.
+    let f = dir.join("many.toml");
+    std::fs::write(
+        &f,
+        "mgcp_bind = \"127.0.0.1:2427\"\nrtp_ports = \"9-3\"\nbackend = \"dpdk\"\nptime = 15\nallow_from = [\"10.0.0.0/77\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = mgw(&["config", "check", f.to_str().unwrap()], None);
+    assert_eq!(code, 1);
+    for want in [
+        "line 2: port range",
+        "line 3: unknown backend",
+        "line 4: ptime",
+        "line 5: allow_from",
+        "4 error(s)",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from:\n{err}");
+    }
     // A bad flag value is a clear error, not a panic.
     let (code, _, err) = mgw(&["run", "--rtp-ports", "abc"], None);
     assert_eq!(code, 2, "{err}");
