@@ -958,6 +958,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Ringing is line signalling, not audio: no engine signal.
+        assert_eq!(engine_signal(&ChannelSignal::Ring(true)), None);
+        assert_eq!(line_event(HookEvent::OffHook), LineEvent::OffHook);
+        assert_eq!(line_event(HookEvent::OnHook), LineEvent::OnHook);
+        assert_eq!(line_event(HookEvent::Flash), LineEvent::Flash);
         assert!(tone_set("North-America").is_some());
         assert!(tone_set("mars").is_none());
     }

@@ -640,7 +640,11 @@ fn tap_line_signalling(backend: BackendChoice) {
     let heard = phone_talks(&phone, &mgw, Duration::from_millis(1500), &mut phase);
     ip_side.join().unwrap();
     assert_eq!(heard.control, ["RING ON"]);
-    assert!(heard.frames >= 50, "{} frames reached the phone", heard.frames);
+    assert!(
+        heard.frames >= 50,
+        "{} frames reached the phone",
+        heard.frames
+    );
     assert!(
         heard.loudest > 2000.0,
         "the IP side's tone reached the phone (rms {:.0})",
@@ -649,8 +653,15 @@ fn tap_line_signalling(backend: BackendChoice) {
     // The phone's tone reached the IP side.
     let got = recv_n(&pa, 200, Duration::from_millis(300));
     let from_line = decode(&got, CodecKind::Pcmu, 0);
-    let loud = from_line.chunks_exact(160).filter(|c| rms(c) > 2000.0).count();
-    assert!(loud >= 20, "{loud} loud packets of {} from the line", got.len());
+    let loud = from_line
+        .chunks_exact(160)
+        .filter(|c| rms(c) > 2000.0)
+        .count();
+    assert!(
+        loud >= 20,
+        "{loud} loud packets of {} from the line",
+        got.len()
+    );
 
     // Ringing off, then flash and hang up.
     signal(&dp, ch, ChannelSignal::Ring(false));
@@ -661,7 +672,10 @@ fn tap_line_signalling(backend: BackendChoice) {
     let heard = phone_talks(&phone, &mgw, Duration::from_millis(200), &mut phase);
     assert_eq!(heard.control, ["RING OFF"]);
     assert_eq!(
-        dp.worker_stats().iter().map(|s| s.tdm_setup_errors).sum::<u64>(),
+        dp.worker_stats()
+            .iter()
+            .map(|s| s.tdm_setup_errors)
+            .sum::<u64>(),
         0
     );
     remove(&dp, &a);

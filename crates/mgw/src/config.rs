@@ -139,34 +139,6 @@ pub(crate) fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
     Ok((lo, hi))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_config_parses() {
-        let c = parse(DEFAULT_CONFIG).unwrap();
-        assert_eq!(c.rtp_ports.as_deref(), Some("16384-32767"));
-        assert_eq!(c.timers.unwrap().max2, Some(7));
-    }
-
-    #[test]
-    fn errors_name_the_line() {
-        let e = parse("mgcp_bind = \"127.0.0.1:2427\"\nbogus = 1\n").unwrap_err();
-        assert!(e.starts_with("line 2:"), "{e}");
-        let e = parse("mgcp_bind = \"nope\"\n").unwrap_err();
-        assert!(e.starts_with("line 1:"), "{e}");
-    }
-
-    #[test]
-    fn port_ranges() {
-        assert_eq!(parse_port_range("16384-32767").unwrap(), (16384, 32767));
-        assert!(parse_port_range("5-").is_err());
-        assert!(parse_port_range("100-50").is_err());
-        assert!(parse_port_range("0-50").is_err());
-    }
-}
-
 /// Which configuration key an error message of `build_config` is about (by the words it
 /// starts with), for pointing `mgw config check` at the right line.
 pub(crate) fn keys_of_error(msg: &str) -> &'static [&'static str] {
@@ -238,4 +210,33 @@ pub(crate) fn comment_out(text: &str, line: usize) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_parses() {
+        let c = parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(c.rtp_ports.as_deref(), Some("16384-32767"));
+        assert_eq!(c.timers.unwrap().max2, Some(7));
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("mgcp_bind = \"127.0.0.1:2427\"\nbogus = 1\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+        let e = parse("mgcp_bind = \"nope\"\n").unwrap_err();
+        assert!(e.starts_with("line 1:"), "{e}");
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("16384-32767").unwrap(), (16384, 32767));
+        assert!(parse_port_range("5-").is_err());
+        assert!(parse_port_range("100-50").is_err());
+        assert!(parse_port_range("0-50").is_err());
+    }
 }

@@ -217,7 +217,10 @@ fn dahdi_span_signals_through_any_channel() {
     ch.set_ringing(false).unwrap();
     assert_eq!(
         fake.lock().unwrap().hook_calls,
-        [mgw_tdm::dahdi::sys::DAHDI_RING, mgw_tdm::dahdi::sys::DAHDI_RINGOFF]
+        [
+            mgw_tdm::dahdi::sys::DAHDI_RING,
+            mgw_tdm::dahdi::sys::DAHDI_RINGOFF
+        ]
     );
 }
 

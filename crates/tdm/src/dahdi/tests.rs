@@ -247,10 +247,7 @@ fn ringing_errors_are_reported() {
     let mut f = FakeDahdi::with_channels(1);
     f.open(Path::new(DEV)).unwrap();
     f.specify(1).unwrap();
-    assert_eq!(
-        f.hook(7).unwrap_err().raw_os_error(),
-        Some(libc::EINVAL)
-    );
+    assert_eq!(f.hook(7).unwrap_err().raw_os_error(), Some(libc::EINVAL));
     f.hook(sys::DAHDI_RING).unwrap();
     assert!(f.ringing);
 }
