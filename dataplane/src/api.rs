@@ -418,6 +418,11 @@ pub struct DataplaneConfig {
     pub tdm: Option<mgw_tdm::TdmConfig>,
     /// Tone plan for call-progress signals: `etsi` or `north-america`.
     pub tone_set: String,
+    /// Codec options for TDM connections (Opus rate, complexity, bitrate, FEC, DTX); the
+    /// remote's `a=fmtp` may lower them.
+    pub codec: mgw_media::codec::CodecConfig,
+    /// Jitter-buffer delay bounds for TDM connections.
+    pub jitter: mgw_media::engine::JitterSettings,
 }
 
 impl Default for DataplaneConfig {
@@ -430,6 +435,8 @@ impl Default for DataplaneConfig {
             event_capacity: 16384,
             tdm: None,
             tone_set: "etsi".into(),
+            codec: mgw_media::codec::CodecConfig::default(),
+            jitter: mgw_media::engine::JitterSettings::default(),
         }
     }
 }

@@ -252,6 +252,7 @@ impl Dataplane {
                 stats: Arc::clone(&stats),
                 started: std::time::Instant::now(),
                 tone_set,
+                media: (config.codec, config.jitter),
             };
             let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
             let join = std::thread::Builder::new()

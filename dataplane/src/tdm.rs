@@ -42,6 +42,8 @@
 //! and RTCP work) but is *inactive*: received media is dropped (counted as `mode`) and
 //! nothing is sent; the failure is logged and counted in `tdm_setup_errors`.
 
+use mgw_media::codec::CodecConfig;
+use mgw_media::engine::JitterSettings;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -475,6 +477,8 @@ pub(crate) struct TdmRunner {
     names: HashMap<String, (u16, u16)>,
     clock: Option<FrameClock>,
     tone_set: ToneSet,
+    codec_base: CodecConfig,
+    jitter: JitterSettings,
     media: HashMap<usize, TdmMedia>,
     inbuf: Vec<i16>,
     outbuf: Vec<i16>,
@@ -562,6 +566,8 @@ impl TdmRunner {
             names: HashMap::new(),
             clock: None,
             tone_set: ToneSet::ETSI,
+            codec_base: CodecConfig::default(),
+            jitter: JitterSettings::default(),
             media: HashMap::new(),
             inbuf: Vec::new(),
             outbuf: Vec::new(),
@@ -576,6 +582,12 @@ impl TdmRunner {
         self.tone_set = set;
     }
 
+    /// Codec options and jitter-buffer bounds for the engines and connections.
+    pub(crate) fn set_media_options(&mut self, codec: CodecConfig, jitter: JitterSettings) {
+        self.codec_base = codec;
+        self.jitter = jitter;
+    }
+
     /// Takes ownership of a slice; starts the frame clock with the first one.
     pub(crate) fn adopt(&mut self, slice: TdmSlice, now: Instant) {
         let TdmSlice { ports, chans } = slice;
@@ -587,6 +599,7 @@ impl TdmRunner {
         let cfg = EngineConfig {
             frame_samples: spf,
             tone_set: self.tone_set,
+            jitter: self.jitter,
             ..EngineConfig::default()
         };
         let mut run = Vec::with_capacity(chans.len());
@@ -636,7 +649,18 @@ impl TdmRunner {
             return TdmLink::INACTIVE;
         };
         let id = slot as u32;
+        let base = self.codec_base;
         let params = conn_params(m).map(|mut p| {
+            // The configured options, lowered by what the remote's fmtp asks for.
+            p.codec_config = base;
+            if let Some(f) = m
+                .fmtp
+                .iter()
+                .find(|(pt, _)| *pt == p.payload_type)
+                .map(|(_, f)| f.as_str())
+            {
+                p.codec_config.apply_opus_fmtp(f);
+            }
             if let Some((seq, ts)) = seed {
                 p.initial_seq = seq;
                 p.initial_timestamp = ts;

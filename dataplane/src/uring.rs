@@ -370,8 +370,14 @@ impl UringWorker {
             ctx,
             next_tick: Instant::now() + TICK,
             stop_deadline: None,
-            xmin: std::env::var("XMIN").ok().and_then(|v| v.parse().ok()).map_or(MIN_WAIT, Duration::from_micros),
-            xbatch: std::env::var("XBATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(WAIT_BATCH),
+            xmin: std::env::var("XMIN")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(MIN_WAIT, Duration::from_micros),
+            xbatch: std::env::var("XBATCH")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(WAIT_BATCH),
         })
     }
 
@@ -495,7 +501,8 @@ impl UringWorker {
         }
         self.reaped.clear();
         for cqe in self.ring.completion() {
-            self.reaped.push((cqe.user_data(), cqe.result(), cqe.flags()));
+            self.reaped
+                .push((cqe.user_data(), cqe.result(), cqe.flags()));
         }
         for i in 0..self.reaped.len() {
             let (user_data, res, flags) = self.reaped[i];
@@ -907,8 +914,7 @@ impl UringWorker {
                         write_header(pkt, h);
                     }
                     let data = pkt.as_mut_ptr();
-                    sent_in_place =
-                        self.send_in_place(bid, tx.slot, fd, tx.to, tx.src, data, plen);
+                    sent_in_place = self.send_in_place(bid, tx.slot, fd, tx.to, tx.src, data, plen);
                 }
             }
         }

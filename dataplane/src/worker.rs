@@ -45,6 +45,11 @@ pub(crate) struct WorkerCtx {
     pub(crate) started: Instant,
     /// Tone plan of the TDM channel engines.
     pub(crate) tone_set: mgw_media::tone::ToneSet,
+    /// Codec options and jitter-buffer bounds for TDM connections.
+    pub(crate) media: (
+        mgw_media::codec::CodecConfig,
+        mgw_media::engine::JitterSettings,
+    ),
 }
 
 impl WorkerCtx {
@@ -56,6 +61,7 @@ impl WorkerCtx {
             SystemTime::now(),
         );
         r.tdm.set_tone_set(self.tone_set);
+        r.tdm.set_media_options(self.media.0, self.media.1);
         r
     }
 

@@ -29,7 +29,31 @@ pub(crate) struct FileConfig {
     pub(crate) bridges: Option<u32>,
     pub(crate) announcement_dir: Option<std::path::PathBuf>,
     pub(crate) tdm: Option<mgw_tdm::TdmConfig>,
+    pub(crate) tone_set: Option<String>,
+    pub(crate) codecs: Option<Codecs>,
+    pub(crate) jitter: Option<Jitter>,
     pub(crate) timers: Option<Timers>,
+}
+
+/// Codec options for TDM connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Codecs {
+    pub(crate) opus_rate: Option<u32>,
+    pub(crate) opus_complexity: Option<u8>,
+    pub(crate) opus_bitrate: Option<u32>,
+    pub(crate) opus_fec: Option<bool>,
+    pub(crate) opus_dtx: Option<bool>,
+    pub(crate) opus_packet_loss_percent: Option<u8>,
+}
+
+/// Jitter-buffer delay bounds for TDM connections, ms.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Jitter {
+    pub(crate) min_ms: Option<u32>,
+    pub(crate) max_ms: Option<u32>,
+    pub(crate) initial_ms: Option<u32>,
 }
 
 /// Transaction timers, in milliseconds unless named otherwise.
@@ -68,6 +92,7 @@ http_bind = "127.0.0.1:9427"     # Prometheus /metrics and the JSON API; "off" t
 log = "info"                     # tracing filter, e.g. "info,mgw_control=debug"; SIGHUP re-reads it
 bridges = 64                     # rtpbridge/1..N IP-to-IP endpoints
 announcement_dir = "/usr/share/mgw/announcements"  # A/ann(name) plays <dir>/<name>.wav
+tone_set = "etsi"                # call-progress tones: etsi | north-america
 
 # TDM spans: ds/<name>/<channel> endpoints. kind = virtual | dahdi | alsa.
 # Two virtual spans with loop = each other are wired back to back like a crossover
@@ -89,6 +114,20 @@ name = "e1-2"
 law = "alaw"
 channels = "1-30"
 loop = "e1-1"
+# Codecs of TDM connections (the remote's a=fmtp may lower them).
+[codecs]
+opus_rate = 8000                 # internal Opus rate: 8000, 12000, 16000, 24000, 48000
+opus_complexity = 5              # 0..10
+opus_bitrate = 24000             # bit/s
+opus_fec = false
+opus_dtx = false
+opus_packet_loss_percent = 0
+
+# Jitter buffer of TDM connections (IP -> TDM), ms.
+[jitter]
+min_ms = 20
+max_ms = 300
+initial_ms = 60
 
 [timers]
 t_hist_ms = 30000
@@ -151,6 +190,12 @@ pub(crate) fn keys_of_error(msg: &str) -> &'static [&'static str] {
         ("bad high port", &["rtp_ports"]),
         ("unknown backend", &["backend"]),
         ("ptime ", &["ptime"]),
+        ("tone_set ", &["tone_set"]),
+        ("opus_rate ", &["opus_rate"]),
+        ("opus_complexity ", &["opus_complexity"]),
+        ("opus_bitrate ", &["opus_bitrate"]),
+        ("opus_packet_loss_percent ", &["opus_packet_loss_percent"]),
+        ("jitter: ", &["min_ms", "initial_ms", "max_ms"]),
         ("shutdown ", &["shutdown"]),
         (
             "timers: need 0 < initial_rto_ms",
@@ -211,7 +256,6 @@ pub(crate) fn comment_out(text: &str, line: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
-
 
 #[cfg(test)]
 mod tests {

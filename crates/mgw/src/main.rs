@@ -367,6 +367,63 @@ fn build_config(args: &RunArgs) -> Result<GatewayConfig, String> {
     if let Some(d) = &file.announcement_dir {
         cfg.announcement_dir = d.clone();
     }
+    if let Some(t) = &file.tone_set {
+        let ok = matches!(
+            t.to_ascii_lowercase().as_str(),
+            "etsi" | "itu" | "europe" | "north-america" | "na" | "us"
+        );
+        if !ok {
+            return Err(format!("tone_set {t:?} must be etsi or north-america"));
+        }
+        cfg.dataplane.tone_set = t.clone();
+    }
+    if let Some(c) = &file.codecs {
+        let o = &mut cfg.dataplane.codec;
+        if let Some(v) = c.opus_rate {
+            if ![8000, 12000, 16000, 24000, 48000].contains(&v) {
+                return Err(format!(
+                    "opus_rate {v} must be 8000, 12000, 16000, 24000 or 48000"
+                ));
+            }
+            o.opus_rate = v;
+        }
+        if let Some(v) = c.opus_complexity {
+            if v > 10 {
+                return Err(format!("opus_complexity {v} must be 0..=10"));
+            }
+            o.opus_complexity = v;
+        }
+        if let Some(v) = c.opus_bitrate {
+            if !(6000..=510_000).contains(&v) {
+                return Err(format!("opus_bitrate {v} must be 6000..=510000"));
+            }
+            o.opus_bitrate = v;
+        }
+        if let Some(v) = c.opus_fec {
+            o.opus_fec = v;
+        }
+        if let Some(v) = c.opus_dtx {
+            o.opus_dtx = v;
+        }
+        if let Some(v) = c.opus_packet_loss_percent {
+            if v > 100 {
+                return Err(format!("opus_packet_loss_percent {v} must be 0..=100"));
+            }
+            o.opus_packet_loss_perc = v;
+        }
+    }
+    if let Some(j) = &file.jitter {
+        let b = &mut cfg.dataplane.jitter;
+        b.min_delay_ms = j.min_ms.unwrap_or(b.min_delay_ms);
+        b.max_delay_ms = j.max_ms.unwrap_or(b.max_delay_ms);
+        b.initial_delay_ms = j.initial_ms.unwrap_or(b.initial_delay_ms);
+        if b.min_delay_ms > b.initial_delay_ms
+            || b.initial_delay_ms > b.max_delay_ms
+            || b.max_delay_ms > 2000
+        {
+            return Err("jitter: need min_ms <= initial_ms <= max_ms <= 2000".into());
+        }
+    }
     let bridges = file.bridges.unwrap_or(64);
     if bridges > 10_000 {
         return Err(format!("bridges {bridges} is too many (at most 10000)"));
@@ -474,6 +531,15 @@ fn needs_restart(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'static str> 
     }
     if old.transactions != new.transactions {
         v.push("timers");
+    }
+    if old.dataplane.codec != new.dataplane.codec
+        || old.dataplane.jitter != new.dataplane.jitter
+        || old.dataplane.tone_set != new.dataplane.tone_set
+    {
+        v.push("codecs/jitter/tone_set");
+    }
+    if old.tdm != new.tdm || old.endpoints.len() != new.endpoints.len() {
+        v.push("tdm/bridges");
     }
     if old.rtp_latch != new.rtp_latch || old.default_ptime != new.default_ptime {
         v.push("rtp_latch/ptime (applies to new connections after a restart)");
@@ -613,16 +679,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Cmd::Ctl(args) => match ctl::run(args) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("mgw ctl: {e}");
-                ExitCode::from(1)
-            }
-        },
+        Cmd::Ctl(args) => ExitCode::from(ctl::run(args)),
         Cmd::Load(args) => ExitCode::from(load::run(args)),
         Cmd::Config {
             what: ConfigCmd::Default,

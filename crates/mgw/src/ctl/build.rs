@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use mgcp::params::{
-    parse_requested_events, parse_requested_info, parse_signal_requests, BearerInformation,
-    CallId, ConnectionId, ConnectionMode, LocalConnectionOptions, NotifiedEntity,
+    parse_requested_events, parse_requested_info, parse_signal_requests, BearerInformation, CallId,
+    ConnectionId, ConnectionMode, LocalConnectionOptions, NotifiedEntity,
 };
 use mgcp::{Command, EndpointName, ParamName, TransactionId, Verb};
 
@@ -299,7 +299,12 @@ pub(crate) fn digit_map(s: &str) -> Result<String, String> {
 /// `--info` (F:).
 pub(crate) fn info(s: &str) -> Result<String, String> {
     parse_requested_info(s)
-        .map(|v| v.iter().map(|i| i.code().to_string()).collect::<Vec<_>>().join(","))
+        .map(|v| {
+            v.iter()
+                .map(|i| i.code().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .map_err(|e| format!("bad requested info {s:?}: {e}"))
 }
 
@@ -319,7 +324,8 @@ pub(crate) fn param(s: &str) -> Result<(ParamName, String), String> {
     let pname = ParamName::from_code(name)
         .or_else(|| {
             let b = name.as_bytes();
-            let ext = b.len() > 2 && b[0].eq_ignore_ascii_case(&b'x') && matches!(b[1], b'-' | b'+');
+            let ext =
+                b.len() > 2 && b[0].eq_ignore_ascii_case(&b'x') && matches!(b[1], b'-' | b'+');
             let ok = name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'+' | b'_'));
@@ -330,7 +336,9 @@ pub(crate) fn param(s: &str) -> Result<(ParamName, String), String> {
         })?;
     let value = value.trim();
     if value.contains(['\r', '\n']) {
-        return Err(format!("bad --param {s:?}: the value may not contain line breaks"));
+        return Err(format!(
+            "bad --param {s:?}: the value may not contain line breaks"
+        ));
     }
     Ok((pname, value.to_string()))
 }
@@ -341,8 +349,8 @@ mod tests {
 
     #[test]
     fn codecs_and_payload_types() {
-        let cs = parse_codecs(&["PCMU".into(), "pcma;telephone-event".into(), "opus".into()])
-            .unwrap();
+        let cs =
+            parse_codecs(&["PCMU".into(), "pcma;telephone-event".into(), "opus".into()]).unwrap();
         let (pts, attrs) = payload_types(&cs).unwrap();
         assert_eq!(pts, [0, 8, 96, 97]);
         assert_eq!(
@@ -355,15 +363,24 @@ mod tests {
         );
         assert_eq!(
             parse_codec("G722/8000").unwrap(),
-            Codec { name: "G722".into(), rate: Some(8000), channels: None }
+            Codec {
+                name: "G722".into(),
+                rate: Some(8000),
+                channels: None
+            }
         );
         // A static name at another rate is dynamic.
         let (pts, attrs) = payload_types(&[parse_codec("G722/16000").unwrap()]).unwrap();
-        assert_eq!((pts, attrs), (vec![96], vec!["a=rtpmap:96 G722/16000".to_string()]));
+        assert_eq!(
+            (pts, attrs),
+            (vec![96], vec!["a=rtpmap:96 G722/16000".to_string()])
+        );
         for bad in ["", "PC MU", "PCMU/x", "PCMU/8000/0", "a/8000/1/2", "PCMU/5"] {
             assert!(parse_codec(bad).is_err(), "{bad:?}");
         }
-        assert!(payload_types(&[parse_codec("FOO").unwrap()]).unwrap_err().contains("FOO/RATE"));
+        assert!(payload_types(&[parse_codec("FOO").unwrap()])
+            .unwrap_err()
+            .contains("FOO/RATE"));
         assert!(payload_types(&[parse_codec("FOO/16000").unwrap()]).is_ok());
     }
 
@@ -389,11 +406,20 @@ mod tests {
         assert!(call_id("xyz").is_err());
         assert!(conn_id("").is_err());
         assert!(request_id("12g").is_err());
-        assert_eq!(notified_entity("ca@127.0.0.1:2727").unwrap(), "ca@127.0.0.1:2727");
+        assert_eq!(
+            notified_entity("ca@127.0.0.1:2727").unwrap(),
+            "ca@127.0.0.1:2727"
+        );
         assert!(notified_entity("a b").is_err());
         let cs = parse_codecs(&["PCMU".into(), "PCMA".into()]).unwrap();
-        assert_eq!(lco(None, Some(20), &cs).unwrap().as_deref(), Some("p:20, a:PCMU;PCMA"));
-        assert_eq!(lco(Some("e:on, a:G729"), None, &cs).unwrap().as_deref(), Some("a:PCMU;PCMA, e:on"));
+        assert_eq!(
+            lco(None, Some(20), &cs).unwrap().as_deref(),
+            Some("p:20, a:PCMU;PCMA")
+        );
+        assert_eq!(
+            lco(Some("e:on, a:G729"), None, &cs).unwrap().as_deref(),
+            Some("a:PCMU;PCMA, e:on")
+        );
         assert_eq!(lco(None, None, &[]).unwrap(), None);
         assert!(lco(Some("zz:1"), None, &[]).is_err());
         assert!(lco(None, Some(0), &[]).is_err());
@@ -406,8 +432,14 @@ mod tests {
         assert!(info("QQ").is_err());
         assert_eq!(bearer("e:A").unwrap(), "e:A");
         assert!(bearer("e:B").is_err());
-        assert_eq!(param("X-Foo: bar").unwrap(), (ParamName::Extension("X-Foo".into()), "bar".into()));
-        assert_eq!(param("q: loop").unwrap(), (ParamName::QuarantineHandling, "loop".into()));
+        assert_eq!(
+            param("X-Foo: bar").unwrap(),
+            (ParamName::Extension("X-Foo".into()), "bar".into())
+        );
+        assert_eq!(
+            param("q: loop").unwrap(),
+            (ParamName::QuarantineHandling, "loop".into())
+        );
         assert!(param("Foo: bar").is_err());
         assert!(param("nocolon").is_err());
         assert!(command(Verb::Auep, TransactionId::FIRST, "nodomain").is_err());
@@ -423,7 +455,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = dir.join("good.sdp");
         std::fs::write(&good, "v=0\nc=IN IP4 127.0.0.1\nm=audio 4000 RTP/AVP 0\n\n").unwrap();
-        assert_eq!(read_sdp(&good).unwrap(), "v=0\nc=IN IP4 127.0.0.1\nm=audio 4000 RTP/AVP 0\r\n");
+        assert_eq!(
+            read_sdp(&good).unwrap(),
+            "v=0\nc=IN IP4 127.0.0.1\nm=audio 4000 RTP/AVP 0\r\n"
+        );
         let bad = dir.join("bad.sdp");
         std::fs::write(&bad, "hello\n").unwrap();
         assert!(read_sdp(&bad).is_err());

@@ -83,7 +83,12 @@ pub(crate) fn transact(
         sock.set_read_timeout(Some(left))?;
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(r) => r,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue
             }
             // A stray ICMP error (e.g. port unreachable) on some platforms; keep waiting.
@@ -110,7 +115,9 @@ pub(crate) fn transact(
             // An empty `K:` asks for a response acknowledgement (RFC 3435 §3.5.6).
             let acked = r.params.contains(&ParamName::ResponseAck);
             if acked {
-                let ack = Message::Response(Response::new(ReturnCode::RESPONSE_ACK, tid).with_comment(""));
+                let ack = Message::Response(
+                    Response::new(ReturnCode::RESPONSE_ACK, tid).with_comment(""),
+                );
                 sock.send_to(&ack.to_bytes(), from)?;
             }
             let text = if single {
@@ -153,11 +160,21 @@ mod tests {
             gw.send_to(b"200 41 wrong tid\r\n", from).unwrap();
             gw.send_to(b"200 42 OK\r\nI: 7\r\n", from).unwrap();
         });
-        let out = transact(&ca, gw_addr, b"AUEP 42 x@gw MGCP 1.0\r\n", tid, Duration::from_secs(3))
-            .unwrap();
+        let out = transact(
+            &ca,
+            gw_addr,
+            b"AUEP 42 x@gw MGCP 1.0\r\n",
+            tid,
+            Duration::from_secs(3),
+        )
+        .unwrap();
         t.join().unwrap();
         match out {
-            Outcome::Final { response, text, acked } => {
+            Outcome::Final {
+                response,
+                text,
+                acked,
+            } => {
                 assert_eq!(response.code, ReturnCode::OK);
                 assert_eq!(response.params.get(&ParamName::ConnectionId), Some("7"));
                 assert_eq!(text, "200 42 OK\nI: 7\n");
@@ -177,15 +194,25 @@ mod tests {
             let (_, from) = gw.recv_from(&mut buf).unwrap();
             gw.send_to(b"100 7 in progress\r\n", from).unwrap();
             // Nothing more may arrive for a while: no retransmissions after the 100.
-            gw.set_read_timeout(Some(Duration::from_millis(900))).unwrap();
-            assert!(gw.recv_from(&mut buf).is_err(), "retransmitted after a provisional");
+            gw.set_read_timeout(Some(Duration::from_millis(900)))
+                .unwrap();
+            assert!(
+                gw.recv_from(&mut buf).is_err(),
+                "retransmitted after a provisional"
+            );
             gw.send_to(b"200 7 OK\r\nK:\r\n", from).unwrap();
             gw.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let (n, _) = gw.recv_from(&mut buf).unwrap();
             String::from_utf8_lossy(&buf[..n]).into_owned()
         });
-        let out =
-            transact(&ca, gw_addr, b"AUEP 7 x@gw MGCP 1.0\r\n", tid, Duration::from_secs(5)).unwrap();
+        let out = transact(
+            &ca,
+            gw_addr,
+            b"AUEP 7 x@gw MGCP 1.0\r\n",
+            tid,
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let ack = t.join().unwrap();
         assert_eq!(ack, "000 7\r\n");
         assert!(matches!(out, Outcome::Final { acked: true, .. }), "{out:?}");
@@ -207,7 +234,13 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(2));
         // Sends at 0, 200 and 600 ms.
         assert!(
-            matches!(out, Outcome::NoResponse { sent: 3, provisional: false }),
+            matches!(
+                out,
+                Outcome::NoResponse {
+                    sent: 3,
+                    provisional: false
+                }
+            ),
             "{out:?}"
         );
     }
