@@ -234,6 +234,25 @@ impl<M: MediaPlane> Core<M> {
         }
     }
 
+    /// Hands every line with signalling (tap peers, DAHDI) to its worker now, so hook
+    /// events are seen before any command names the line. Call once after start.
+    pub fn activate_lines(&mut self) {
+        let lines: Vec<(mgw_dataplane::GroupId, String)> = self
+            .reg
+            .endpoints
+            .iter()
+            .filter(|e| e.spec.line.signalling)
+            .map(|e| (e.spec.group, e.spec.local_name.clone()))
+            .collect();
+        for (group, channel) in lines {
+            self.send_dp(DataplaneCmd::Signal {
+                group,
+                channel,
+                signal: ChannelSignal::Stop,
+            });
+        }
+    }
+
     /// Refuses (520) new connections while a graceful shutdown drains the gateway.
     pub fn set_draining(&mut self, on: bool) {
         self.draining = on;

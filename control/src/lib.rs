@@ -312,6 +312,7 @@ pub async fn run(
         RealMedia { dataplane, ports },
     );
     let mut core = core;
+    core.activate_lines();
     for call in &cfg.trace_calls {
         core.trace_call(call, true)
             .map_err(|e| RunError::Config(format!("trace call {call:?}: {e}")))?;

@@ -176,7 +176,7 @@ pub enum ChannelSignal {
     Digits(String),
     /// A call-progress tone; timed tones end with [`DataplaneEvent::SignalDone`].
     Tone(ToneKind),
-    /// Ring the line (L/rg) on or off: DAHDI FXS ringing, or a `RING`/`NORING` control
+    /// Ring the line (L/rg) on or off: DAHDI FXS ringing, or a `RING ON`/`RING OFF` control
     /// message to a tap peer.
     Ring(bool),
     /// Play 8 kHz linear PCM toward the line once (A/ann), then SignalDone.

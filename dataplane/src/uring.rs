@@ -293,7 +293,8 @@ pub(crate) struct UringWorker {
     min_wait: bool,
     ops: Vec<SlotOps>,
     rearm_list: Vec<usize>,
-    /// Completions of the current pass (appended to when sends are reaped early).
+    /// Completions to handle: those of the current pass, plus any found while sends
+    /// were reaped early (in a pass, or by a tick or frame pass before the wait).
     cqes: Vec<Cqe>,
     /// Scratch for completions reaped while the pass runs.
     reaped: Vec<Cqe>,
@@ -652,7 +653,8 @@ impl UringWorker {
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) => return Err(e),
             }
-            self.cqes.clear();
+            // Appended: completions reaped early (by a tick or frame pass before the
+            // wait) are still queued ahead of these.
             for cqe in self.ring.completion() {
                 self.cqes.push((cqe.user_data(), cqe.result(), cqe.flags()));
             }
@@ -669,11 +671,13 @@ impl UringWorker {
                 self.on_cqe(user_data, res, flags, now);
                 i += 1;
             }
+            self.cqes.clear();
         }
     }
 
     /// Submits everything queued and waits for completions (see the module docs),
-    /// bounded by the next tick or TDM frame; does not block when commands are waiting.
+    /// bounded by the next tick or TDM frame; does not block when commands or
+    /// completions reaped early are waiting.
     fn wait(&mut self, more_cmds: bool) -> io::Result<()> {
         let mut until = self.next_tick;
         if let Some(frame) = self.relay.tdm.deadline() {
@@ -684,7 +688,8 @@ impl UringWorker {
         // queued submission (sends complete during the submit itself).
         let ready = self.ring.completion().len();
         let due = ready + self.ring.submission().len();
-        let (want, min_wait) = if more_cmds || bound.is_zero() {
+        let poll = more_cmds || !self.cqes.is_empty();
+        let (want, min_wait) = if poll || bound.is_zero() {
             // Poll: run deferred work and return at once (a zero bound times out).
             (1, Duration::ZERO)
         } else if self.received_last_pass > 0 && self.min_wait && bound > self.xmin {
@@ -692,7 +697,7 @@ impl UringWorker {
         } else {
             (due + 1, Duration::ZERO)
         };
-        let bound = if more_cmds { Duration::ZERO } else { bound };
+        let bound = if poll { Duration::ZERO } else { bound };
         let ts = types::Timespec::from(bound);
         let args = types::SubmitArgs::new()
             .timespec(&ts)

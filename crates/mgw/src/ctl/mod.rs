@@ -246,8 +246,8 @@ fn execute(args: &CtlArgs) -> Result<u8, Failure> {
         return Ok(EXIT_OK);
     }
     if opts.print_request {
-        for line in wire.split("\r\n").filter(|l| !l.is_empty()) {
-            eprintln!("> {line}");
+        for line in wire.trim_end_matches("\r\n").split("\r\n") {
+            eprintln!("{}", format!("> {line}").trim_end());
         }
         eprintln!(">");
     }

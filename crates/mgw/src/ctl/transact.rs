@@ -227,10 +227,10 @@ mod tests {
             gw.local_addr().unwrap(),
             b"AUEP 9 x@gw MGCP 1.0\r\n",
             TransactionId::new(9).unwrap(),
-            Duration::from_millis(700),
+            Duration::from_millis(1000),
         )
         .unwrap();
-        assert!(t0.elapsed() >= Duration::from_millis(700));
+        assert!(t0.elapsed() >= Duration::from_millis(1000));
         assert!(t0.elapsed() < Duration::from_secs(2));
         // Sends at 0, 200 and 600 ms.
         assert!(
