@@ -18,6 +18,7 @@ import random
 import re
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ng_bridges import Ng  # noqa: E402  (the bencode/ng client shared with relay.sh)
 

@@ -15,7 +15,8 @@
 #          [--hold S] [--ramp "50 100 ..."] [--max-calls N] [--cpu-limit PCT]
 #          [--systems "mgw rtpengine"]
 #   env: MGW_BIN=path (skip the build), BENCH_WORK=dir (keep logs there),
-#        BENCH_GEN_CPU / BENCH_SYS_CPU (cores, default 0 / 1)
+#        BENCH_GEN_CPU / BENCH_SYS_CPU (cores, default 0 / 1), BENCH_RT=0 (nice -10
+#        instead of SCHED_FIFO), BENCH_QUIET_WAIT=S (wait for idle cores, default 120)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=lib.sh

@@ -350,3 +350,70 @@ fn continuity_tone_and_announcement_through_the_spans() {
     assert_eq!(r.code.0, 514);
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn analog_line_over_a_tap_socket_rings_and_reports_off_hook() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("mgw-tap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = CallAgent::bind("127.0.0.1:0");
+    let cfg = dir.join("mgw.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "call_agents = [\"{}\"]\n[tdm]\n[[tdm.span]]\nkind = \"virtual\"\nname = \"line\"\nlaw = \"ulaw\"\nchannels = \"1-2\"\ntap = true\ntap_dir = \"{}\"\n",
+            ca.addr(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let gw = Gateway::start_with(ca, &["--config", &cfg_s]);
+    let (rsip, from) = gw.ca.recv_command(Duration::from_secs(5)).unwrap();
+    gw.ca.reply(from, &format!("200 {} OK\r\n", rsip.tid));
+    // The telephone: a datagram socket of its own talking to the line's tap socket.
+    let phone = UnixDatagram::bind(dir.join("phone.sock")).unwrap();
+    phone
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let tap = dir.join("line-1.sock");
+    let t0 = Instant::now();
+    while !tap.exists() && t0.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    phone.send_to(b"HOOK ON", &tap).unwrap(); // introduces the phone as the peer
+    let r = gw.cmd(&format!(
+        "RQNT {} ds/line/1@mgw MGCP 1.0\r\nX: 11\r\nR: L/hd(N)\r\nS: L/rg\r\n",
+        tid()
+    ));
+    assert_eq!(r.code.0, 200, "{r:?}");
+    // The phone hears the ringing command (audio frames are 160 bytes; control is short).
+    let mut buf = [0u8; 512];
+    let mut rang = false;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) && !rang {
+        if let Ok(n) = phone.recv(&mut buf) {
+            rang = &buf[..n] == b"RING ON";
+        }
+    }
+    assert!(rang, "the phone was not rung");
+    phone.send_to(b"HOOK OFF", &tap).unwrap();
+    let o = expect_digits(&gw, "L/HD", Duration::from_secs(3));
+    assert!(o.contains("L/HD"));
+    // Ring trip: answering stops the ringing.
+    let mut stopped = false;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(3) && !stopped {
+        if let Ok(n) = phone.recv(&mut buf) {
+            stopped = &buf[..n] == b"RING OFF";
+        }
+    }
+    assert!(stopped, "ringing did not stop on answer");
+    let es = gw.cmd(&format!(
+        "AUEP {} ds/line/1@mgw MGCP 1.0\r\nF: ES\r\n",
+        tid()
+    ));
+    assert_eq!(es.params.get(&ParamName::EventStates), Some("L/hd"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
