@@ -47,6 +47,12 @@ pub struct RtpStats {
     pub dropped_mode: u64,
     /// Dropped as invalid.
     pub dropped_invalid: u64,
+    /// TDM connections: jitter-buffer delay now, ms.
+    pub jitter_buffer_ms: u64,
+    /// TDM connections: packets too late for playout.
+    pub late: u64,
+    /// TDM connections: frames concealed (lost or late).
+    pub concealed: u64,
 }
 
 /// One connection.

@@ -1659,6 +1659,9 @@ impl<M: MediaPlane> Core<M> {
                         dropped_source: s.dropped_source,
                         dropped_mode: s.dropped_mode,
                         dropped_invalid: s.dropped_invalid,
+                        jitter_buffer_ms: s.jb_delay_us / 1000,
+                        late: s.jb_late,
+                        concealed: s.plc_frames,
                     },
                 });
             }
@@ -1703,6 +1706,7 @@ impl<M: MediaPlane> Core<M> {
         let mut drops = [0u64; 3];
         let (mut pin, mut pout, mut bin, mut bout, mut lost) = (0u64, 0u64, 0u64, 0u64, 0u64);
         let mut max_jitter = 0u64;
+        let (mut jb_late, mut jb_lost, mut plc, mut jb_max) = (0u64, 0u64, 0u64, 0u64);
         for ep in &self.reg.endpoints {
             let kind = match ep.spec.kind {
                 EndpointKind::Ds { .. } => "ds",
@@ -1726,6 +1730,10 @@ impl<M: MediaPlane> Core<M> {
                 bout += s.octets_sent;
                 lost += s.packets_lost;
                 max_jitter = max_jitter.max(s.jitter_us);
+                jb_late += s.jb_late;
+                jb_lost += s.jb_lost;
+                plc += s.plc_frames;
+                jb_max = jb_max.max(s.jb_delay_us);
             }
         }
         m.family("mgw_endpoints", "gauge", "Endpoints by kind and state");
@@ -1762,6 +1770,30 @@ impl<M: MediaPlane> Core<M> {
             "Largest interarrival jitter among live connections",
         );
         m.sample("mgw_rtp_jitter_max_microseconds", &[], max_jitter);
+        m.family(
+            "mgw_jitter_buffer_late_packets",
+            "gauge",
+            "Packets too late for playout, TDM connections now live",
+        );
+        m.sample("mgw_jitter_buffer_late_packets", &[], jb_late);
+        m.family(
+            "mgw_jitter_buffer_lost_frames",
+            "gauge",
+            "Frames that never arrived, TDM connections now live",
+        );
+        m.sample("mgw_jitter_buffer_lost_frames", &[], jb_lost);
+        m.family(
+            "mgw_jitter_buffer_delay_max_microseconds",
+            "gauge",
+            "Largest jitter-buffer delay among live TDM connections",
+        );
+        m.sample("mgw_jitter_buffer_delay_max_microseconds", &[], jb_max);
+        m.family(
+            "mgw_plc_frames",
+            "gauge",
+            "Frames produced by packet-loss concealment, TDM connections now live",
+        );
+        m.sample("mgw_plc_frames", &[], plc);
         m.family(
             "mgw_rtp_dropped_packets",
             "gauge",

@@ -334,6 +334,14 @@ pub struct ConnCounters {
     /// Datagrams dropped as invalid: malformed or truncated RTP/RTCP, an unknown payload
     /// type, or one no destination negotiated.
     pub dropped_invalid: AtomicU64,
+    /// TDM connections: current jitter-buffer delay, in microseconds.
+    pub jb_delay_us: AtomicU64,
+    /// TDM connections: packets that arrived after their playout time.
+    pub jb_late: AtomicU64,
+    /// TDM connections: frames that never arrived (played as concealment).
+    pub jb_lost: AtomicU64,
+    /// TDM connections: frames produced by packet-loss concealment.
+    pub plc_frames: AtomicU64,
 }
 
 /// A plain copy of [`ConnCounters`].
@@ -359,6 +367,14 @@ pub struct ConnStats {
     pub dropped_mode: u64,
     /// See [`ConnCounters::dropped_invalid`].
     pub dropped_invalid: u64,
+    /// See [`ConnCounters::jb_delay_us`].
+    pub jb_delay_us: u64,
+    /// See [`ConnCounters::jb_late`].
+    pub jb_late: u64,
+    /// See [`ConnCounters::jb_lost`].
+    pub jb_lost: u64,
+    /// See [`ConnCounters::plc_frames`].
+    pub plc_frames: u64,
 }
 
 impl ConnCounters {
@@ -376,6 +392,10 @@ impl ConnCounters {
             dropped_source: r(&self.dropped_source),
             dropped_mode: r(&self.dropped_mode),
             dropped_invalid: r(&self.dropped_invalid),
+            jb_delay_us: r(&self.jb_delay_us),
+            jb_late: r(&self.jb_late),
+            jb_lost: r(&self.jb_lost),
+            plc_frames: r(&self.plc_frames),
         }
     }
 }

@@ -851,6 +851,24 @@ impl Relay {
     /// The periodic tick (call every ~100 ms): RTP timeouts and due RTCP reports. Each
     /// report is handed to `send(slot, to, bytes)` for the slot's RTCP socket.
     pub fn tick(&mut self, now: Instant, mut send: impl FnMut(usize, SocketAddr, &[u8])) {
+        // Publish the media engines' jitter-buffer and concealment figures of TDM
+        // connections (once per tick, not per packet).
+        for slot in 0..self.conns.len() {
+            let Some(c) = self.conns[slot].as_ref() else {
+                continue;
+            };
+            let Some(link) = c.tdm.as_ref() else {
+                continue;
+            };
+            if let Some(st) = self.tdm.media_stats(slot, link) {
+                let k = &c.counters;
+                let delay_us = (st.jitter.current_delay_ms.max(0.0) * 1000.0) as u64;
+                k.jb_delay_us.store(delay_us, Ordering::Relaxed);
+                k.jb_late.store(st.jitter.late, Ordering::Relaxed);
+                k.jb_lost.store(st.jitter.lost, Ordering::Relaxed);
+                k.plc_frames.store(st.concealed_frames, Ordering::Relaxed);
+            }
+        }
         for slot in 0..self.conns.len() {
             let ntp = self.ntp(now);
             let due = match &mut self.conns[slot] {

@@ -632,6 +632,23 @@ impl TdmRunner {
             .get_mut(usize::from(chan))
     }
 
+    /// The engine's media statistics of connection `slot` (jitter buffer, concealment).
+    pub(crate) fn media_stats(
+        &self,
+        slot: usize,
+        link: &TdmLink,
+    ) -> Option<mgw_media::engine::ConnMediaStats> {
+        if !link.active {
+            return None;
+        }
+        let c = self
+            .slices
+            .get(usize::from(link.slice))?
+            .chans
+            .get(usize::from(link.chan))?;
+        c.engine.stats(u32::try_from(slot).ok()?)
+    }
+
     /// Attaches connection `slot` to its channel's engine. Always returns a link; an
     /// inactive one when the channel is not here or the codec cannot be built.
     pub(crate) fn attach(&mut self, slot: usize, m: TdmMedia, seq: u16, ts: u32) -> TdmLink {

@@ -417,3 +417,49 @@ fn analog_line_over_a_tap_socket_rings_and_reports_off_hook() {
     assert_eq!(es.params.get(&ParamName::EventStates), Some("L/hd"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn jitter_buffer_and_concealment_show_in_metrics_and_api() {
+    let gw = Gateway::start_ready(&[]);
+    let http = gw.http.expect("admin HTTP");
+    let a = rtp_peer();
+    let (_, pa) = crcx(
+        &gw,
+        "ds/e1-1/12",
+        "c12",
+        &sdp_for(a.local_addr().unwrap().port(), 8, None),
+    );
+    // 1.2 s of A-law with every fifth packet missing.
+    let t0 = Instant::now();
+    for i in 0..60u32 {
+        if i % 5 != 4 {
+            a.send_to(
+                &rtp(8, i as u16, i * 160, 77, &[0x55; 160]),
+                ("127.0.0.1", pa),
+            )
+            .unwrap();
+        }
+        std::thread::sleep(
+            (t0 + Duration::from_millis(20 * u64::from(i + 1)))
+                .saturating_duration_since(Instant::now()),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let (_, metrics) = http_get(http, "/metrics");
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert!(value("mgw_plc_frames ") >= 5, "{metrics}");
+    assert!(value("mgw_jitter_buffer_lost_frames ") >= 5, "{metrics}");
+    assert!(value("mgw_jitter_buffer_delay_max_microseconds ") > 0);
+    let (_, conns) = http_get(http, "/api/connections");
+    let conns: serde_json::Value = serde_json::from_str(&conns).unwrap();
+    let c = &conns[0]["rtp"];
+    assert!(c["concealed"].as_u64().unwrap() >= 5, "{c}");
+    assert!(c["jitter_buffer_ms"].as_u64().unwrap() > 0, "{c}");
+}
