@@ -272,6 +272,8 @@ enum Phase {
 struct Leg {
     id: u32,
     sock: UdpSocket,
+    /// Holds RTP+1 so the gateway's RTCP for this leg arrives nowhere else.
+    _rtcp: UdpSocket,
     codec: CodecChoice,
     log: Arc<SendLog>,
     endpoint: Option<String>,
@@ -352,12 +354,13 @@ impl Run {
         };
         let mut legs = Vec::with_capacity(2);
         for i in 0..2u32 {
-            let sock = UdpSocket::bind((self.args.rtp_ip, 0))
+            let (sock, rtcp) = bind_rtp_pair(self.args.rtp_ip)
                 .map_err(|e| format!("bind RTP on {}: {e}", self.args.rtp_ip))?;
             let codec = self.codecs[i as usize];
             legs.push(Leg {
                 id: index as u32 * 2 + i,
                 sock,
+                _rtcp: rtcp,
                 codec,
                 log: Arc::new(SendLog::new(self.epoch)),
                 endpoint: None,
@@ -1118,4 +1121,22 @@ mod tests {
         assert_eq!(rtpmap(CodecKind::Opus), "opus/48000/2");
         assert_eq!(rtpmap(CodecKind::Pcmu), "PCMU/8000");
     }
+}
+
+/// An RTP socket on an even port with the odd port above it held too (so that the
+/// gateway's RTCP, sent to RTP+1, never lands on another leg's RTP socket).
+fn bind_rtp_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let mut last = None;
+    for _ in 0..128 {
+        let rtp = UdpSocket::bind((ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        match UdpSocket::bind((ip, port + 1)) {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free even/odd port pair")))
 }
