@@ -28,12 +28,16 @@
 //! 3. run the TDM frames due (if the worker owns channels): per frame, every owned channel
 //!    is read, ticked through its engine and written, then the crossover buses tick; the
 //!    RTP packets the engines produce are sent from their connections' sockets;
-//! 4. io_uring: push submissions (re-arms, sends), one `submit_and_wait` (bounded by the
-//!    next TDM frame deadline through the `io_uring_enter` timeout argument), then drain
-//!    the whole completion queue, dispatching on `user_data` (slot, socket kind, op; the
-//!    eventfd and the timer have reserved values). epoll: `epoll_wait` (its timeout bounded
-//!    by the next tick or frame deadline, rounded up to the millisecond), then `recvmmsg`
-//!    per readable socket and `sendmmsg` per destination socket.
+//! 4. io_uring: push submissions (re-arms, sends), one `io_uring_enter` that submits and
+//!    waits (bounded by the next tick or TDM frame through the timeout argument; while
+//!    traffic flows it waits for a batch of completions with a 50 µs minimum wait, so a
+//!    busy worker wakes once per batch, not once per datagram), then drain the whole
+//!    completion queue, dispatching on `user_data` (slot, socket kind, op; the eventfd
+//!    has a reserved value). Forwarded datagrams are sent in place from the provided
+//!    buffer they arrived in; send slots never run out on that path. epoll: `epoll_wait`
+//!    (its timeout bounded by the next tick or frame deadline, rounded up to the
+//!    millisecond), then `recvmmsg` per readable socket and `sendmmsg` per destination
+//!    socket.
 //!
 //! The per-packet decision ([`relay::Relay::on_rtp`]) is backend independent and does
 //! not allocate: parse, source check, payload-type mapping, statistics, mode rules, and
@@ -94,8 +98,8 @@
 //! the same three reasons as running totals (so they survive connection removal and
 //! equal the sums of its connections' counters, plus datagrams that found no
 //! connection). Send-side failures (`no_buffer` for `ENOBUFS`/`EAGAIN` and an empty
-//! io_uring buffer ring, `send_queue_full` when every io_uring send slot is in flight,
-//! `send_error` otherwise) are counted per worker only. Events to the control plane are
+//! io_uring buffer ring, `send_queue_full` when every io_uring copy slot is still in
+//! flight after the queued sends were submitted and reaped, `send_error` otherwise) are counted per worker only. Events to the control plane are
 //! only ever sent with `try_send`; those that do not fit are counted in
 //! [`Dataplane::dropped_events`].
 

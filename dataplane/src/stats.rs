@@ -30,8 +30,9 @@ pub struct DropCounts {
     /// waits in the socket until the receive is re-armed, or the kernel drops it when
     /// the socket buffer overflows), or a send failed with `ENOBUFS`/`EAGAIN`.
     pub no_buffer: u64,
-    /// A send could not be queued: all io_uring send slots in flight, the submission
-    /// queue full, or a fan-out beyond [`crate::relay::MAX_FANOUT`].
+    /// A send could not be queued: all io_uring copy slots (fan-out copies, TDM, RTCP)
+    /// still in flight after the queued sends were reaped, the submission queue full,
+    /// or a fan-out beyond [`crate::relay::MAX_FANOUT`].
     pub send_queue_full: u64,
     /// A send failed with any other error.
     pub send_error: u64,

@@ -49,7 +49,7 @@ use crate::worker::{WorkerCtx, WorkerMsg, STOP_GRACE, TICK};
 const SQ_ENTRIES: u32 = 1024;
 const CQ_ENTRIES: u32 = 8192;
 /// Provided receive buffers (power of two) and their size.
-const RING_BUFS: u16 = 4096;
+const RING_BUFS: u16 = 2048;
 const BUF_SIZE: usize = 2048;
 const BGID: u16 = 0;
 /// Send slots with their own buffer (copies: fan-out legs after the first, TDM, RTCP).
@@ -232,6 +232,8 @@ impl SendMeta {
         len: usize,
         user_data: u64,
     ) -> squeue::Entry {
+        // Every payload lives in a buffer of BUF_SIZE bytes; the cast below is lossless.
+        let len = len.min(BUF_SIZE);
         self.addr = SockAddr::from(to);
         let Some(ip) = src else {
             return opcode::Send::new(types::Fd(fd), data, len as u32)
@@ -300,6 +302,9 @@ pub(crate) struct UringWorker {
     reaped: Vec<Cqe>,
     /// Datagrams received in the last pass (0: quiet, wait for the next one at once).
     received_last_pass: usize,
+    /// Sends queued since the last submit: each completes (posts its completion)
+    /// during the submit that carries it.
+    queued_sends: usize,
     fanout: Fanout,
     /// RTP packets of the last TDM frame pass.
     tdm_tx: TxBatch,
@@ -307,8 +312,6 @@ pub(crate) struct UringWorker {
     ctx: WorkerCtx,
     next_tick: Instant,
     stop_deadline: Option<Instant>,
-    xmin: Duration,
-    xbatch: usize,
 }
 
 impl UringWorker {
@@ -365,20 +368,13 @@ impl UringWorker {
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             reaped: Vec::with_capacity(CQ_ENTRIES as usize),
             received_last_pass: 0,
+            queued_sends: 0,
             fanout: Fanout::new(),
             tdm_tx: TxBatch::new(),
             relay,
             ctx,
             next_tick: Instant::now() + TICK,
             stop_deadline: None,
-            xmin: std::env::var("XMIN")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .map_or(MIN_WAIT, Duration::from_micros),
-            xbatch: std::env::var("XBATCH")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(WAIT_BATCH),
         })
     }
 
@@ -391,11 +387,17 @@ impl UringWorker {
         if unsafe { self.ring.submission().push(e) }.is_ok() {
             return true;
         }
+        self.submit_now();
+        // SAFETY: as above.
+        unsafe { self.ring.submission().push(e) }.is_ok()
+    }
+
+    /// Submits what is queued without waiting (sends complete during the call).
+    fn submit_now(&mut self) {
         if let Err(err) = self.ring.submit() {
             tracing::warn!(error = %err, "io_uring submit failed");
         }
-        // SAFETY: as above.
-        unsafe { self.ring.submission().push(e) }.is_ok()
+        self.queued_sends = 0;
     }
 
     fn arm_recv(&mut self, slot: usize, k: usize) {
@@ -440,6 +442,7 @@ impl UringWorker {
         // SAFETY: as above.
         if unsafe { self.push(&e) } {
             self.ops[conn].sends += 1;
+            self.queued_sends += 1;
         } else {
             self.relay.counts.send_queue_full();
             self.free_copies.push(s);
@@ -471,6 +474,7 @@ impl UringWorker {
         // SAFETY: as above.
         if unsafe { self.push(&e) } {
             self.ops[conn].sends += 1;
+            self.queued_sends += 1;
             true
         } else {
             self.relay.counts.send_queue_full();
@@ -497,9 +501,7 @@ impl UringWorker {
     /// send completions are handled at once (freeing their slots), everything else is
     /// appended to this pass's completions.
     fn reap_now(&mut self) {
-        if let Err(e) = self.ring.submit() {
-            tracing::warn!(error = %e, "io_uring submit failed");
-        }
+        self.submit_now();
         self.reaped.clear();
         for cqe in self.ring.completion() {
             self.reaped
@@ -684,24 +686,29 @@ impl UringWorker {
             until = until.min(frame);
         }
         let bound = until.saturating_duration_since(Instant::now());
-        // Completions already due when the wait starts: those not yet reaped and one per
-        // queued submission (sends complete during the submit itself).
-        let ready = self.ring.completion().len();
-        let due = ready + self.ring.submission().len();
+        // Completions due when the wait starts: those not reaped yet, and one per queued
+        // send. The kernel counts what it waits for in units of deferred work items (a
+        // multishot receive delivering several datagrams is one), so a wait for more
+        // than one is always bounded by the minimum wait, never left to the timeout.
+        let due = self.ring.completion().len() + self.queued_sends;
         let poll = more_cmds || !self.cqes.is_empty();
         let (want, min_wait) = if poll || bound.is_zero() {
             // Poll: run deferred work and return at once (a zero bound times out).
             (1, Duration::ZERO)
-        } else if self.received_last_pass > 0 && self.min_wait && bound > self.xmin {
-            (due + self.xbatch, self.xmin)
+        } else if !self.min_wait || bound <= MIN_WAIT {
+            // Any single new completion ends the wait.
+            (self.ring.completion().len() + 1, Duration::ZERO)
+        } else if self.received_last_pass > 0 {
+            (due + WAIT_BATCH, MIN_WAIT)
         } else {
-            (due + 1, Duration::ZERO)
+            (due + 1, MIN_WAIT)
         };
         let bound = if poll { Duration::ZERO } else { bound };
         let ts = types::Timespec::from(bound);
         let args = types::SubmitArgs::new()
             .timespec(&ts)
             .min_wait_usec(min_wait.as_micros() as u32);
+        self.queued_sends = 0;
         self.ring
             .submitter()
             .submit_with_args(want.min(CQ_ENTRIES as usize), &args)

@@ -46,7 +46,13 @@ fn wide_fanout_burst(backend: BackendChoice) {
         for (k, (p, leg)) in peers.iter().zip(&legs).enumerate() {
             let seq = i as u16;
             p.send_to(
-                &rtp(96 + k as u8, seq, 160 * u32::from(seq), 0xb0, &[i as u8; 160]),
+                &rtp(
+                    96 + k as u8,
+                    seq,
+                    160 * u32::from(seq),
+                    0xb0,
+                    &[i as u8; 160],
+                ),
                 leg.rtp_addr,
             )
             .unwrap();
@@ -61,9 +67,15 @@ fn wide_fanout_burst(backend: BackendChoice) {
     }));
     let (rx, tx) = last;
     assert!(rx >= 256, "a real burst reached the relay ({rx} datagrams)");
-    let d = sum(&dp, |w| w.drops.no_buffer + w.drops.send_queue_full + w.drops.send_error);
+    let d = sum(&dp, |w| {
+        w.drops.no_buffer + w.drops.send_queue_full + w.drops.send_error
+    });
     assert_eq!(d, 0, "no send-side drops");
-    assert_eq!(tx, rx * (LEGS as u64 - 1), "every datagram to every other leg");
+    assert_eq!(
+        tx,
+        rx * (LEGS as u64 - 1),
+        "every datagram to every other leg"
+    );
     dp.shutdown();
 }
 both_backends!(wide_fanout_burst, super::wide_fanout_burst);
@@ -81,8 +93,11 @@ fn idle_worker_sleeps(backend: BackendChoice) {
     let _b = add_leg(&dp, 802, 80, opts(&pb));
     settle();
     for seq in 0..200u16 {
-        pa.send_to(&rtp(0, seq, 160 * u32::from(seq), 0xc0, &[1; 160]), a.rtp_addr)
-            .unwrap();
+        pa.send_to(
+            &rtp(0, seq, 160 * u32::from(seq), 0xc0, &[1; 160]),
+            a.rtp_addr,
+        )
+        .unwrap();
         if seq % 20 == 19 {
             std::thread::sleep(Duration::from_millis(1));
         }
