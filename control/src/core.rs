@@ -34,7 +34,11 @@ pub trait MediaPlane {
     /// Returns a port pair to the pool.
     fn release(&mut self, port: u16);
     /// Queues a command for a worker without blocking; gives it back when the queue is full.
+    /// An implementation may hold commands back until [`MediaPlane::flush`] (in order).
     fn send(&mut self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd>;
+    /// Hands over commands held back by [`MediaPlane::send`]. The server calls it once per
+    /// pass of its loop, so that a batch of MGCP commands wakes a worker once.
+    fn flush(&mut self) {}
     /// The I/O backend's name, for status.
     fn backend_name(&self) -> String {
         "none".into()

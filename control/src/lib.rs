@@ -33,6 +33,7 @@
 
 pub mod admin;
 mod announce;
+mod bridge;
 pub mod core;
 pub mod endpoint;
 mod events;
@@ -53,6 +54,10 @@ pub use crate::core::{Core, CoreConfig, MediaPlane};
 pub use crate::endpoint::{
     default_endpoints, default_tdm, endpoints_for, EndpointKind, EndpointSpec, Law,
 };
+
+/// Most released RTP/RTCP port pairs kept bound for reuse (at most half the range, so
+/// that a port rests between calls).
+const RECYCLED_PAIRS: usize = 256;
 
 /// How the gateway says goodbye on SIGTERM/SIGINT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,10 +175,31 @@ pub enum RunError {
     Dataplane(io::Error),
 }
 
+/// Most dataplane commands [`RealMedia`] holds back between flushes; beyond that a
+/// command is refused like one that finds a worker's queue full.
+const HELD_COMMANDS: usize = 256;
+
 /// The real media plane: the dataplane workers and the RTP port pool.
+///
+/// Commands are held back (in order, at most [`HELD_COMMANDS`]) until the server's loop
+/// flushes them at the end of a pass: every command wakes its worker, and on a busy core
+/// each wake-up is a switch to the worker and back, so a batch of CRCX/DLCX costs one.
 pub struct RealMedia {
     dataplane: Dataplane,
     ports: PortPool,
+    held: std::collections::VecDeque<DataplaneCmd>,
+}
+
+impl RealMedia {
+    /// Hands held commands to the workers, in order, until one does not fit.
+    fn push_held(&mut self) {
+        while let Some(cmd) = self.held.pop_front() {
+            if let Err(cmd) = self.dataplane.send(cmd) {
+                self.held.push_front(cmd);
+                break;
+            }
+        }
+    }
 }
 
 impl MediaPlane for RealMedia {
@@ -186,7 +212,18 @@ impl MediaPlane for RealMedia {
     }
 
     fn send(&mut self, cmd: DataplaneCmd) -> Result<(), DataplaneCmd> {
-        self.dataplane.send(cmd)
+        if self.held.len() >= HELD_COMMANDS {
+            self.push_held();
+            if self.held.len() >= HELD_COMMANDS {
+                return Err(cmd);
+            }
+        }
+        self.held.push_back(cmd);
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        self.push_held();
     }
 
     fn backend_name(&self) -> String {
@@ -241,8 +278,11 @@ pub async fn run(
             })?,
         None => rtp_ip,
     };
-    let ports = PortPool::new(rtp_ip, cfg.rtp_ports.0, cfg.rtp_ports.1)
+    let mut ports = PortPool::new(rtp_ip, cfg.rtp_ports.0, cfg.rtp_ports.1)
         .map_err(|e| RunError::Config(e.to_string()))?;
+    // Reuse released port pairs instead of closing and binding new sockets: most of a
+    // CRCX/DLCX pair's system calls otherwise (see `mgw_dataplane::PortPool`).
+    ports.set_recycling(RECYCLED_PAIRS.min(ports.capacity() / 2));
     let socket = tokio::net::UdpSocket::bind(cfg.mgcp_bind)
         .await
         .map_err(|source| RunError::Bind {
@@ -268,20 +308,6 @@ pub async fn run(
         domain = %cfg.domain,
         "mgw running"
     );
-
-    // Bridge dataplane events into the tokio loop.
-    let (tx, rx) = mpsc::channel(4096);
-    let events = dataplane.events().clone();
-    let bridge = std::thread::Builder::new()
-        .name("mgw-dp-events".into())
-        .spawn(move || {
-            while let Ok(ev) = events.recv() {
-                if tx.blocking_send(ev).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(RunError::Dataplane)?;
 
     let mut alias_domains = vec![format!("[{}]", local.ip())];
     if !local.ip().is_unspecified() {
@@ -309,7 +335,11 @@ pub async fn run(
             announcement_dir: cfg.announcement_dir.clone(),
         },
         cfg.endpoints.clone(),
-        RealMedia { dataplane, ports },
+        RealMedia {
+            dataplane,
+            ports,
+            held: std::collections::VecDeque::with_capacity(HELD_COMMANDS),
+        },
     );
     let mut core = core;
     core.activate_lines();
@@ -338,12 +368,16 @@ pub async fn run(
             None
         }
     };
+    // Dataplane events: taken by the loop, with a doorbell thread for when it sleeps
+    // (started last, so that no early return leaves it behind).
+    let (dp_events, bridge) =
+        bridge::start(core.media().dataplane.events().clone()).map_err(RunError::Dataplane)?;
     on_ready(local, http.as_ref().map(|(a, _)| *a));
     let server = server::Server {
         socket,
         agent,
         core,
-        dp_events: rx,
+        dp_events,
         shutdown_method: cfg.shutdown,
         leave_timeout: cfg.leave_timeout,
         admin: admin_rx,
@@ -357,10 +391,12 @@ pub async fn run(
     if let Some((_, task)) = http {
         task.abort();
     }
-    // Stop the workers; the bridge thread ends when their channel closes.
-    let RealMedia { dataplane, .. } = core.into_media();
+    // Stop the workers, then the bridge (it may be waiting on their channel).
+    let mut media = core.into_media();
+    media.flush();
+    let RealMedia { dataplane, .. } = media;
     dataplane.shutdown();
-    let _ = bridge.join();
+    bridge.stop();
     info!("mgw stopped");
     Ok(())
 }

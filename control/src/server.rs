@@ -1,6 +1,7 @@
 //! The MGCP server: one tokio task owning the UDP socket, the transaction layer
-//! ([`mgcp::txn::Agent`]) and the [`Core`]. Dataplane events reach it through a small
-//! bridge thread that turns the crossbeam receiver into a tokio channel.
+//! ([`mgcp::txn::Agent`]) and the [`Core`]. Dataplane events are taken straight from the
+//! workers' channel on every pass; a small bridge thread wakes the loop when they arrive
+//! while it sleeps (see `bridge`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,12 +10,12 @@ use std::time::{Duration, Instant};
 use mgcp::params::RestartMethod;
 use mgcp::txn::{Agent, Destination, Event as TxnEvent};
 use mgcp::Verb;
-use mgw_dataplane::DataplaneEvent;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::admin::{calls_of, Metrics, StatusInfo};
+use crate::bridge::DpEvents;
 use crate::core::{Core, MediaPlane};
 use crate::http::{AdminQuery, AdminReply, AdminRequest};
 use crate::ShutdownMethod;
@@ -46,7 +47,7 @@ pub(crate) struct Server<M: MediaPlane> {
     pub(crate) socket: UdpSocket,
     pub(crate) agent: Agent,
     pub(crate) core: Core<M>,
-    pub(crate) dp_events: mpsc::Receiver<DataplaneEvent>,
+    pub(crate) dp_events: DpEvents,
     pub(crate) shutdown_method: ShutdownMethod,
     pub(crate) leave_timeout: Duration,
     pub(crate) admin: mpsc::Receiver<AdminRequest>,
@@ -108,12 +109,8 @@ impl<M: MediaPlane> Server<M> {
                         }
                     }
                 }
-                Some(ev) = self.dp_events.recv() => {
-                    self.core.on_dataplane_event(ev);
-                    while let Ok(ev) = self.dp_events.try_recv() {
-                        self.core.on_dataplane_event(ev);
-                    }
-                }
+                // Drained below, like on every pass.
+                _ = self.dp_events.rung() => {}
                 _ = tokio::time::sleep_until(wake) => {
                     self.agent.handle_timeout(Instant::now());
                 }
@@ -134,6 +131,8 @@ impl<M: MediaPlane> Server<M> {
                     let _ = req.reply.send(reply);
                 }
             }
+            let core = &mut self.core;
+            self.dp_events.drain(|ev| core.on_dataplane_event(ev));
             let now = Instant::now();
             if self.process_events(now, &phase) && matches!(phase, Phase::Leaving { .. }) {
                 debug!("final RSIP done");
@@ -481,7 +480,11 @@ impl<M: MediaPlane> Server<M> {
         m.finish()
     }
 
+    /// Hands held dataplane commands to the workers, then sends every queued datagram:
+    /// a command is in its worker's queue before the call agent sees the answer (a call
+    /// agent may send media the moment an MDCX is answered).
     async fn flush(&mut self) {
+        self.core.media_mut().flush();
         while let Some(t) = self.agent.poll_transmit() {
             if let Err(e) = self.socket.send_to(&t.payload, t.dest).await {
                 debug!(dest = %t.dest, error = %e, "MGCP send failed");

@@ -841,6 +841,28 @@ impl JitterBuffer {
             return Playout::Missing { ts: ts as u32 };
         }
     }
+
+    /// The payload of the packet that plays right after a [`Playout::Missing`] slot, without
+    /// taking it: call it after [`pop`](Self::pop) returned `Missing` to recover the slot
+    /// from redundancy carried in the next packet (Opus in-band FEC).
+    ///
+    /// Returns `Some` only when that packet has already arrived, is the one the next tick
+    /// will play (its timestamp is the slot right after the missing one), and its sequence
+    /// number immediately follows one that was never played (the missing slot was a lost
+    /// packet, not a frame inserted to grow the delay).
+    pub fn peek_next(&self) -> Option<&[u8]> {
+        if self.fresh || self.state != State::Playing {
+            return None;
+        }
+        let idx = self.earliest()?;
+        let c = self.slots[idx];
+        let half = i64::from(self.cfg.frame_samples / 2);
+        if c.seq <= self.next_seq || (c.ts - self.play_ts).abs() > half {
+            return None;
+        }
+        let start = idx * self.cfg.max_payload;
+        self.data.get(start..start + usize::from(c.len))
+    }
 }
 
 /// Converts RTP timestamp units to microseconds.
@@ -1520,5 +1542,83 @@ mod tests {
         assert!(low.target_delay_ms <= 25.0, "{low:?}");
         assert!(late_rate(&low) < 0.01, "{low:?}");
         assert_eq!(low.played + low.late + low.frames_dropped, 6000, "{low:?}");
+    }
+
+    /// Ticks a steady 20 ms stream (arrival 5 ms after sending, fixed 40 ms delay) without
+    /// the packets in `lost`, recording each tick's playout and what `peek_next` showed
+    /// after a `Missing`.
+    fn peek_run(n: u16, lost: &[u16]) -> Vec<(Out, Option<Vec<u8>>)> {
+        let mut sim = Sim::new(fixed_cfg(40));
+        let mut pkts: Vec<Pkt> = stream(n.into(), 0, 0, 5_000, 1, 0.0, 1)
+            .into_iter()
+            .filter(|p| !lost.contains(&p.seq))
+            .collect();
+        pkts.sort_by_key(|p| p.arrival_us);
+        let mut outs = Vec::new();
+        let mut i = 0;
+        for k in 0..i64::from(n) + 10 {
+            let tick = 1_000 + k * 20_000;
+            while i < pkts.len() && pkts[i].arrival_us <= tick {
+                sim.push(&pkts[i].clone());
+                i += 1;
+            }
+            let out = sim.pop(tick);
+            let peeked = match out {
+                Out::Missing { .. } => sim.jb.peek_next().map(<[u8]>::to_vec),
+                _ => None,
+            };
+            outs.push((out, peeked));
+        }
+        outs
+    }
+
+    #[test]
+    fn peek_next_shows_the_packet_after_a_lost_one() {
+        let outs = peek_run(40, &[10, 20, 21]);
+        let missing: Vec<(u32, Option<Vec<u8>>)> = outs
+            .iter()
+            .filter_map(|(o, p)| match o {
+                Out::Missing { ts } => Some((*ts, p.clone())),
+                _ => None,
+            })
+            .collect();
+        // One loss: the next packet is there. Two in a row: nothing for the first slot
+        // (its successor is lost too), the packet after the pair for the second. Then the
+        // stream ends: nothing follows the last packet.
+        let (gaps, end) = missing.split_at(3);
+        assert!(end.iter().all(|(ts, p)| *ts >= 40 * 160 && p.is_none()));
+        assert_eq!(
+            gaps,
+            [
+                (1600, Some(11u16.to_be_bytes().to_vec())),
+                (3200, None),
+                (3360, Some(22u16.to_be_bytes().to_vec())),
+            ]
+        );
+        // Peeking takes nothing: every received packet still plays, in order.
+        let played = outs
+            .iter()
+            .filter_map(|(o, _)| match o {
+                Out::Frame { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        let expect: Vec<u16> = (0..40).filter(|s| ![10, 20, 21].contains(s)).collect();
+        assert_eq!(played, expect);
+    }
+
+    #[test]
+    fn peek_next_is_none_without_a_following_packet() {
+        // The stream ends: the missing ticks after the last packet have nothing to show.
+        let outs = peek_run(20, &[]);
+        let tail: Vec<_> = outs
+            .iter()
+            .filter(|(o, _)| matches!(o, Out::Missing { .. }))
+            .collect();
+        assert!(!tail.is_empty());
+        assert!(tail.iter().all(|(_, p)| p.is_none()));
+        // Nor before anything has played.
+        let jb = JitterBuffer::new(fixed_cfg(40));
+        assert_eq!(jb.peek_next(), None);
     }
 }

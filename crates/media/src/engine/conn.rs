@@ -45,6 +45,8 @@ struct RxDigit {
 /// What one jitter-buffer pop produced.
 enum Got {
     Decoded(usize),
+    /// A lost frame decoded from the next packet's in-band FEC.
+    Recovered(usize),
     ComfortNoise(u8),
     Conceal,
     Silence,
@@ -520,10 +522,29 @@ impl Conn {
                 },
                 None => Got::Conceal,
             },
-            Playout::Missing { .. } => Got::Conceal,
+            Playout::Missing { .. } => {
+                // Opus: the next packet may carry this frame as in-band FEC (LBRR).
+                let next = match self.jb.peek_next() {
+                    Some([TAG_AUDIO, next @ ..]) if self.params.codec == CodecKind::Opus => next,
+                    _ => &[],
+                };
+                if next.is_empty() {
+                    Got::Conceal
+                } else {
+                    match self.codec.decoder.decode_fec(next, &mut self.dec) {
+                        Ok(n) if n > 0 => Got::Recovered(n),
+                        _ => Got::Conceal,
+                    }
+                }
+            }
             Playout::Empty => Got::Silence,
         };
         let n = match got {
+            Got::Recovered(n) => {
+                self.cn_active = false;
+                self.stats.fec_recovered += 1;
+                n
+            }
             Got::Decoded(n) => {
                 self.cn_active = false;
                 if let Some(plc) = &mut self.plc {

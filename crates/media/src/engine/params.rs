@@ -427,6 +427,11 @@ pub struct ConnMediaStats {
     pub encode_errors: u64,
     /// Frames concealed (codec PLC or G.711 Appendix I PLC).
     pub concealed_frames: u64,
+    /// Lost Opus frames decoded with in-band FEC from the packet that follows them, which
+    /// had already arrived, instead of being concealed. Not included in `concealed_frames`.
+    /// When that packet carries no FEC data (the sender has FEC off, or its SILK encoder saw
+    /// no voice activity) libopus conceals inside the FEC decode, and it is still counted.
+    pub fec_recovered: u64,
     /// Peer SSRC changes.
     pub ssrc_changes: u64,
     /// Times the receive side followed a change of the peer's packet duration.

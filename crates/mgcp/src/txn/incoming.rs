@@ -4,13 +4,82 @@
 //! Each (source address, transaction id) goes through
 //! `InProgress` → `Answered` → `Confirmed` (by `K:` or `000`) → forgotten at T-HIST
 //! after the answer.
+//!
+//! At tens of thousands of transactions per second T-HIST (30 s) holds around a million
+//! answered entries, so an entry is kept small: the response bytes in an exact-size box,
+//! the rarely used retransmission state boxed, and the expiry queue naming the source by
+//! a 4-byte id ([`Sources`]) instead of a 32-byte address.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{encode, parse_response_ack, Agent, Event, Timer};
 use crate::code::{Error, ReturnCode};
 use crate::message::{Command, Message, ParamName, Response, TransactionId};
+
+/// The T-HIST deadline of one answered entry.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Expiry {
+    /// When the entry is forgotten.
+    pub(super) at: Instant,
+    /// Its source, in [`Sources`].
+    source: u32,
+    tid: TransactionId,
+    /// The entry's generation (a replaced entry has a newer one).
+    gen: u64,
+}
+
+/// Source addresses named by the expiry queue, each stored once and counted by the
+/// records that name it; an id is reused only after its last record expired.
+#[derive(Debug, Default)]
+pub(super) struct Sources {
+    ids: HashMap<SocketAddr, u32>,
+    /// (address, number of expiry records naming it)
+    slots: Vec<(SocketAddr, u32)>,
+    free: Vec<u32>,
+}
+
+impl Sources {
+    /// The id of `addr`, counting one more record.
+    fn acquire(&mut self, addr: SocketAddr) -> u32 {
+        if let Some(&id) = self.ids.get(&addr) {
+            if let Some(slot) = self.slots.get_mut(id as usize) {
+                slot.1 = slot.1.saturating_add(1);
+            }
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                if let Some(slot) = self.slots.get_mut(id as usize) {
+                    *slot = (addr, 1);
+                }
+                id
+            }
+            None => {
+                // One id per distinct source with entries alive: far below u32::MAX (each
+                // holds at least one remembered transaction).
+                let id = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push((addr, 1));
+                id
+            }
+        };
+        self.ids.insert(addr, id);
+        id
+    }
+
+    /// The address of `id`, counting one record less.
+    fn release(&mut self, id: u32) -> Option<SocketAddr> {
+        let slot = self.slots.get_mut(id as usize)?;
+        let addr = slot.0;
+        slot.1 = slot.1.saturating_sub(1);
+        if slot.1 == 0 {
+            self.ids.remove(&addr);
+            self.free.push(id);
+        }
+        Some(addr)
+    }
+}
 
 /// One remembered incoming transaction.
 #[derive(Debug)]
@@ -29,9 +98,9 @@ enum State {
     InProgress { provisional_sent: bool },
     /// Answered; `bytes` is the exact datagram, re-sent to duplicates.
     Answered {
-        bytes: Vec<u8>,
+        bytes: Box<[u8]>,
         /// Set while a final-after-provisional response waits for its `000`.
-        retx: Option<Retx>,
+        retx: Option<Box<Retx>>,
     },
     /// The call agent confirmed the response; duplicates are dropped.
     Confirmed,
@@ -131,7 +200,7 @@ impl Agent {
                 *provisional_sent = true;
                 Duplicate::Provisional
             }
-            State::Answered { bytes, .. } => Duplicate::Resend(bytes.clone()),
+            State::Answered { bytes, .. } => Duplicate::Resend(bytes.to_vec()),
             State::Confirmed => Duplicate::Drop,
         };
         match action {
@@ -209,16 +278,17 @@ impl Agent {
             bytes = encode(Message::Response(small));
         }
         self.stats.responses_sent += 1;
-        self.send(to, bytes.clone());
+        let kept: Box<[u8]> = Box::from(bytes.as_slice());
+        self.send(to, bytes);
         let retx = if provisional_sent {
             let rto = self.config.initial_rto;
             let at = now + self.jittered(rto);
             self.timers.insert((at, Timer::ResponseRetx(to, tid)));
-            Some(Retx {
+            Some(Box::new(Retx {
                 rto,
                 count: 0,
                 timer_at: Some(at),
-            })
+            }))
         } else {
             None
         };
@@ -231,14 +301,19 @@ impl Agent {
         let old = self.cache.entry(to).or_default().insert(
             tid,
             Entry {
-                state: State::Answered { bytes, retx },
+                state: State::Answered { bytes: kept, retx },
                 fingerprint,
                 gen,
             },
         );
         debug_assert!(old.is_none_or(|e| matches!(e.state, State::InProgress { .. })));
-        self.expiry
-            .push_back((now + self.config.t_hist, to, tid, gen));
+        let source = self.sources.acquire(to);
+        self.expiry.push_back(Expiry {
+            at: now + self.config.t_hist,
+            source,
+            tid,
+            gen,
+        });
     }
 
     /// Sends `100` (transaction being executed) for a command still executing, so that
@@ -327,7 +402,7 @@ impl Agent {
         r.count += 1;
         r.rto = r.rto.saturating_mul(2).min(max_rto);
         let base = r.rto;
-        let bytes = bytes.clone();
+        let bytes = bytes.to_vec();
         let at = now + self.jittered(base);
         if let Some(Entry {
             state: State::Answered { retx: Some(r), .. },
@@ -342,28 +417,56 @@ impl Agent {
     }
 
     /// T-HIST expiry of one cache entry, if it is still the same entry.
-    pub(super) fn expire_entry(&mut self, addr: SocketAddr, tid: TransactionId, gen: u64) {
+    pub(super) fn expire_entry(&mut self, e: Expiry) {
+        let Some(addr) = self.sources.release(e.source) else {
+            return;
+        };
+        let (tid, gen) = (e.tid, e.gen);
         let Some(map) = self.cache.get_mut(&addr) else {
             return;
         };
         if map.get(&tid).is_some_and(|e| e.gen == gen) {
             if let Some(Entry {
-                state:
-                    State::Answered {
-                        retx:
-                            Some(Retx {
-                                timer_at: Some(at), ..
-                            }),
-                        ..
-                    },
+                state: State::Answered { retx: Some(r), .. },
                 ..
             }) = map.remove(&tid)
             {
-                self.timers.remove(&(at, Timer::ResponseRetx(addr, tid)));
+                if let Some(at) = r.timer_at {
+                    self.timers.remove(&(at, Timer::ResponseRetx(addr, tid)));
+                }
             }
         }
         if map.is_empty() {
             self.cache.remove(&addr);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sources;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn source_ids_are_counted_and_reused_only_when_free() {
+        let a: SocketAddr = "10.0.0.1:2727".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:2727".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:2727".parse().unwrap();
+        let mut s = Sources::default();
+        let ia = s.acquire(a);
+        assert_eq!(s.acquire(a), ia, "one id per address");
+        let ib = s.acquire(b);
+        assert_ne!(ia, ib);
+        assert_eq!(s.release(ia), Some(a));
+        // `a` still has one record: its id is not handed to `c`.
+        let ic = s.acquire(c);
+        assert_ne!(ic, ia);
+        assert_eq!(s.release(ia), Some(a));
+        // Now it is free and reused.
+        assert_eq!(s.acquire(c), ic);
+        let id = s.acquire("10.0.0.4:1".parse().unwrap());
+        assert_eq!(id, ia);
+        assert_eq!(s.release(ib), Some(b));
+        assert_eq!(s.release(99), None);
     }
 }

@@ -340,7 +340,10 @@ pub struct Agent {
     timers: BTreeSet<(Instant, Timer)>,
     // Incoming side.
     cache: HashMap<SocketAddr, BTreeMap<TransactionId, incoming::Entry>>,
-    expiry: VecDeque<(Instant, SocketAddr, TransactionId, u64)>,
+    /// T-HIST deadlines of answered entries, in the order they were answered.
+    expiry: VecDeque<incoming::Expiry>,
+    /// Source addresses named by `expiry` (32-byte addresses stored once, not per entry).
+    sources: incoming::Sources,
     generation: u64,
     // Outgoing side.
     outgoing: HashMap<TransactionId, outgoing::Outgoing>,
@@ -401,6 +404,7 @@ impl Agent {
             timers: BTreeSet::new(),
             cache: HashMap::new(),
             expiry: VecDeque::new(),
+            sources: incoming::Sources::default(),
             generation: 0,
             outgoing: HashMap::new(),
             pending_acks: HashMap::new(),
@@ -484,7 +488,7 @@ impl Agent {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.timers.first().map(|(at, _)| *at),
-            self.expiry.front().map(|e| e.0),
+            self.expiry.front().map(|e| e.at),
             self.completed_fifo.front().map(|e| e.0),
         ]
         .into_iter()
@@ -568,12 +572,12 @@ impl Agent {
 
     /// Drops cache entries and completed-transaction records older than T-HIST.
     fn expire(&mut self, now: Instant) {
-        while let Some(&(at, addr, tid, gen)) = self.expiry.front() {
-            if at > now {
+        while let Some(&e) = self.expiry.front() {
+            if e.at > now {
                 break;
             }
             self.expiry.pop_front();
-            self.expire_entry(addr, tid, gen);
+            self.expire_entry(e);
         }
         while let Some(&(at, tid)) = self.completed_fifo.front() {
             if at > now {

@@ -1074,6 +1074,24 @@ impl CallOutcome {
     }
 }
 
+/// An RTP socket on an even port with the odd port above it held too (so that the
+/// gateway's RTCP, sent to RTP+1, never lands on another leg's RTP socket).
+fn bind_rtp_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
+    let mut last = None;
+    for _ in 0..128 {
+        let rtp = UdpSocket::bind((ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX {
+            continue;
+        }
+        match UdpSocket::bind((ip, port + 1)) {
+            Ok(rtcp) => return Ok((rtp, rtcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free even/odd port pair")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1121,22 +1139,4 @@ mod tests {
         assert_eq!(rtpmap(CodecKind::Opus), "opus/48000/2");
         assert_eq!(rtpmap(CodecKind::Pcmu), "PCMU/8000");
     }
-}
-
-/// An RTP socket on an even port with the odd port above it held too (so that the
-/// gateway's RTCP, sent to RTP+1, never lands on another leg's RTP socket).
-fn bind_rtp_pair(ip: std::net::IpAddr) -> std::io::Result<(UdpSocket, UdpSocket)> {
-    let mut last = None;
-    for _ in 0..128 {
-        let rtp = UdpSocket::bind((ip, 0))?;
-        let port = rtp.local_addr()?.port();
-        if port % 2 != 0 || port == u16::MAX {
-            continue;
-        }
-        match UdpSocket::bind((ip, port + 1)) {
-            Ok(rtcp) => return Ok((rtp, rtcp)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::other("no free even/odd port pair")))
 }
