@@ -215,6 +215,8 @@ while read -r line; do
     esac
 done <"$WORK/results"
 failed_total=$failed
-echo "load-tshark: work dir $WORK"
+if [ "$keep" -eq 1 ] || [ -n "${LOADCHECK_WORK:-}" ] || [ "$failed" -ne 0 ]; then
+    echo "load-tshark: logs and captures in $WORK"
+fi
 echo "load-tshark: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

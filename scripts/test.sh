@@ -15,6 +15,12 @@ if [ -x scripts/interop.sh ] && [ "${MGW_SKIP_INTEROP:-0}" != 1 ]; then
     echo "== interop with real peers"
     scripts/interop.sh
 fi
+if [ "${MGW_SKIP_INTEROP:-0}" != 1 ]; then
+    echo "== mgw load against tshark's RTP statistics (mgw and osmo-mgw)"
+    scripts/load-tshark-check.sh --no-build
+    echo "== SIPp sends RTP through the gateway"
+    scripts/sipp-interop.sh --no-build
+fi
 if [ "${MGW_SKIP_PACKAGE:-0}" != 1 ]; then
     echo "== Debian package (build, contents, run the packaged binary)"
     scripts/package.sh

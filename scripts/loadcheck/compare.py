@@ -16,13 +16,18 @@ received on (Y.gateway_media -> Y.local). Checks, one table row each:
   max jit   tshark "Max Jitter"                     ~= JSON jitter_max_ms
   last jit  RFC 3550 A.8 J over tshark's per-packet
             capture times, at the last packet       ~= JSON jitter_ms (final J)
-Jitter tolerance: JIT_ABS_MS + JIT_REL * value (defaults 0.25 ms and 10 %), because
+Jitter tolerance: JIT_ABS_MS + JIT_REL * value (defaults 0.5 ms and 10 %), because
   * the load truncates each arrival to whole RTP clock ticks (8 kHz: 0.125 ms), so
     every transit difference D it sees may be off by up to one tick against tshark's
     microsecond timestamps, and J is an average of |D| (bounded by the same 0.125 ms);
   * tshark stamps a packet when the kernel hands it to lo, the load when its thread
-    returns from recv: the scheduling delay between the two differs per packet (tens
-    of microseconds on an idle machine, more under load) and adds to |D| directly.
+    returns from recv. A packet picked up d late makes two |D| values d too big, and
+    J takes 1/16 of each, so J (and its maximum) can run up to about d/8 high. Idle,
+    d is tens of microseconds (observed |dJ| <= 0.08 ms); on this shared 2-core box
+    wake-ups of ~3 ms happen (observed |dJ| 0.34 ms once). 0.5 ms = one tick plus
+    d/8 for d up to 3 ms; the 10 % covers the same effect scaling with busier runs.
+Both sides run RFC 3550 A.8 (J += (|D| - J) / 16); the "last jit" row recomputes it
+from tshark's per-packet fields, which reproduces tshark's own Max Jitter to 1 us.
 Prints the table, then `load-tshark[LABEL]: N passed, M failed`; exits 1 on a failure.
 """
 import json
@@ -32,7 +37,7 @@ import sys
 from collections import defaultdict
 
 PKT_TOL = int(os.environ.get("PKT_TOL", "0"))
-JIT_ABS = float(os.environ.get("JIT_ABS_MS", "0.25"))
+JIT_ABS = float(os.environ.get("JIT_ABS_MS", "0.5"))
 JIT_REL = float(os.environ.get("JIT_REL", "0.10"))
 
 ROW = re.compile(
