@@ -23,6 +23,11 @@ if [ "${MGW_SKIP_INTEROP:-0}" != 1 ]; then
 fi
 if [ "${MGW_SKIP_PACKAGE:-0}" != 1 ]; then
     echo "== Debian package (build, contents, run the packaged binary)"
-    scripts/package.sh
+    if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ]; then
+        # CI machines are disposable: also install it and check what landed.
+        scripts/package.sh --install
+    else
+        scripts/package.sh
+    fi
 fi
 echo "== all tests passed in $(( $(date +%s) - t0 )) s"
