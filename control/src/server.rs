@@ -430,6 +430,18 @@ impl<M: MediaPlane> Server<M> {
             }
         }
         m.family(
+            "mgw_worker_rx_ring_empty",
+            "counter",
+            "io_uring receives that found the buffer ring empty (datagrams wait in the socket; not drops)",
+        );
+        for w in &workers {
+            m.sample(
+                "mgw_worker_rx_ring_empty_total",
+                &[("worker", &w.worker.to_string())],
+                w.rx_ring_empty,
+            );
+        }
+        m.family(
             "mgw_worker_connections",
             "gauge",
             "Connections per dataplane worker",

@@ -97,8 +97,7 @@
 //! connection being removed) its [`ConnCounters`] field is incremented; the worker keeps
 //! the same three reasons as running totals (so they survive connection removal and
 //! equal the sums of its connections' counters, plus datagrams that found no
-//! connection). Send-side failures (`no_buffer` for `ENOBUFS`/`EAGAIN` and an empty
-//! io_uring buffer ring, `send_queue_full` when every io_uring copy slot is still in
+//! connection). Send-side failures (`no_buffer` for `ENOBUFS`/`EAGAIN`, `send_queue_full` when every io_uring copy slot is still in
 //! flight after the queued sends were submitted and reaped, `send_error` otherwise) are counted per worker only. Events to the control plane are
 //! only ever sent with `try_send`; those that do not fit are counted in
 //! [`Dataplane::dropped_events`].

@@ -26,9 +26,8 @@ pub struct DropCounts {
     /// destination did not negotiate. Per worker: the sum of its connections'
     /// [`crate::ConnCounters::dropped_invalid`] plus datagrams with no connection.
     pub invalid: u64,
-    /// Receive found the provided-buffer ring empty (io_uring `ENOBUFS`; the datagram
-    /// waits in the socket until the receive is re-armed, or the kernel drops it when
-    /// the socket buffer overflows), or a send failed with `ENOBUFS`/`EAGAIN`.
+    /// A send failed with `ENOBUFS`/`EAGAIN` (an empty io_uring buffer ring on receive
+    /// is not a drop: see [`WorkerStats::rx_ring_empty`]).
     pub no_buffer: u64,
     /// A send could not be queued: all io_uring copy slots (fan-out copies, TDM, RTCP)
     /// still in flight after the queued sends were reaped, the submission queue full,
@@ -69,6 +68,10 @@ pub struct WorkerStats {
     pub rtcp_rx_packets: u64,
     /// Of `tx_packets`, RTCP reports.
     pub rtcp_tx_packets: u64,
+    /// io_uring receives that found the provided-buffer ring empty (`ENOBUFS`). Not a
+    /// drop: the datagram waits in the socket and is read when the receive is re-armed
+    /// (the kernel drops it only if the socket buffer overflows meanwhile).
+    pub rx_ring_empty: u64,
     /// Drops by reason.
     pub drops: DropCounts,
     /// Connections on this worker (including ones being removed).
@@ -105,6 +108,7 @@ pub(crate) struct WorkerCounts {
     pub(crate) tx_bytes: u64,
     pub(crate) rtcp_rx_packets: u64,
     pub(crate) rtcp_tx_packets: u64,
+    pub(crate) rx_ring_empty: u64,
     pub(crate) drops: DropCounts,
     pub(crate) commands: u64,
     pub(crate) loop_passes: u64,
@@ -156,6 +160,7 @@ pub(crate) struct SharedStats {
     tx_bytes: AtomicU64,
     rtcp_rx_packets: AtomicU64,
     rtcp_tx_packets: AtomicU64,
+    rx_ring_empty: AtomicU64,
     source_check: AtomicU64,
     mode: AtomicU64,
     invalid: AtomicU64,
@@ -196,6 +201,7 @@ impl SharedStats {
         w(&self.tx_bytes, c.tx_bytes);
         w(&self.rtcp_rx_packets, c.rtcp_rx_packets);
         w(&self.rtcp_tx_packets, c.rtcp_tx_packets);
+        w(&self.rx_ring_empty, c.rx_ring_empty);
         w(&self.source_check, c.drops.source_check);
         w(&self.mode, c.drops.mode);
         w(&self.invalid, c.drops.invalid);
@@ -225,6 +231,7 @@ impl SharedStats {
             tx_bytes: r(&self.tx_bytes),
             rtcp_rx_packets: r(&self.rtcp_rx_packets),
             rtcp_tx_packets: r(&self.rtcp_tx_packets),
+            rx_ring_empty: r(&self.rx_ring_empty),
             drops: DropCounts {
                 source_check: r(&self.source_check),
                 mode: r(&self.mode),

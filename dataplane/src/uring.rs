@@ -835,8 +835,9 @@ impl UringWorker {
         }
         if res < 0 {
             if -res == libc::ENOBUFS {
-                let d = &mut self.relay.counts.drops;
-                d.no_buffer = d.no_buffer.wrapping_add(1);
+                // The ring ran dry; the datagram stays in the socket until the re-arm.
+                let c = &mut self.relay.counts;
+                c.rx_ring_empty = c.rx_ring_empty.wrapping_add(1);
             } else if -res != libc::ECANCELED {
                 tracing::debug!(errno = -res, slot, "multishot receive ended");
             }

@@ -70,7 +70,8 @@ fn wide_fanout_burst(backend: BackendChoice) {
     let d = sum(&dp, |w| {
         w.drops.no_buffer + w.drops.send_queue_full + w.drops.send_error
     });
-    assert_eq!(d, 0, "no send-side drops");
+    let detail: Vec<_> = dp.worker_stats().iter().map(|w| w.drops).collect();
+    assert_eq!(d, 0, "no send-side drops: {detail:?}");
     assert_eq!(
         tx,
         rx * (LEGS as u64 - 1),
