@@ -656,7 +656,12 @@ mod bare_cr_tests {
 
     #[test]
     fn bare_carriage_returns_read_as_spaces_and_round_trip() {
-        for input in ["200 1 a\rb\n", "200 1 OK\n\nv=0\r\r\n", "200 1 a\r\n", "\r200 1 x\n"] {
+        for input in [
+            "200 1 a\rb\n",
+            "200 1 OK\n\nv=0\r\r\n",
+            "200 1 a\r\n",
+            "\r200 1 x\n",
+        ] {
             let m = parse_message(input).unwrap();
             let again = parse_message(std::str::from_utf8(&m.to_bytes()).unwrap()).unwrap();
             assert_eq!(m, again, "{input:?}");
