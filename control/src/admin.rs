@@ -162,6 +162,18 @@ impl Metrics {
         let _ = writeln!(self.out, " {value}");
     }
 
+    /// A gauge family with one unlabelled sample.
+    pub fn gauge(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "gauge", help);
+        self.sample(name, &[], value);
+    }
+
+    /// A counter family (`name`) with one unlabelled sample (`name_total`).
+    pub fn counter(&mut self, name: &str, help: &str, value: u64) {
+        self.family(name, "counter", help);
+        self.sample(&format!("{name}_total"), &[], value);
+    }
+
     /// One sample with a fractional value.
     pub fn sample_f(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.name_and_labels(name, labels);

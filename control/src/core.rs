@@ -1689,20 +1689,14 @@ impl<M: MediaPlane> Core<M> {
                 *n,
             );
         }
-        m.family(
+        m.counter(
             "mgw_notifications",
-            "counter",
             "Notifications (NTFY) queued",
+            self.stats.notifies,
         );
-        m.sample("mgw_notifications_total", &[], self.stats.notifies);
-        m.family(
+        m.counter(
             "mgw_dataplane_queue_full",
-            "counter",
             "Dataplane commands that found a full worker queue",
-        );
-        m.sample(
-            "mgw_dataplane_queue_full_total",
-            &[],
             self.stats.dataplane_full,
         );
         let mut by_state: BTreeMap<(&str, &str), u64> = BTreeMap::new();
@@ -1762,42 +1756,36 @@ impl<M: MediaPlane> Core<M> {
         );
         m.sample("mgw_rtp_octets", &[("direction", "in")], bin);
         m.sample("mgw_rtp_octets", &[("direction", "out")], bout);
-        m.family(
+        m.gauge(
             "mgw_rtp_lost_packets",
-            "gauge",
             "RTP packets lost on live connections (RFC 3550)",
+            lost,
         );
-        m.sample("mgw_rtp_lost_packets", &[], lost);
-        m.family(
+        m.gauge(
             "mgw_rtp_jitter_max_microseconds",
-            "gauge",
             "Largest interarrival jitter among live connections",
+            max_jitter,
         );
-        m.sample("mgw_rtp_jitter_max_microseconds", &[], max_jitter);
-        m.family(
+        m.gauge(
             "mgw_jitter_buffer_late_packets",
-            "gauge",
             "Packets too late for playout, TDM connections now live",
+            jb_late,
         );
-        m.sample("mgw_jitter_buffer_late_packets", &[], jb_late);
-        m.family(
+        m.gauge(
             "mgw_jitter_buffer_lost_frames",
-            "gauge",
             "Frames that never arrived, TDM connections now live",
+            jb_lost,
         );
-        m.sample("mgw_jitter_buffer_lost_frames", &[], jb_lost);
-        m.family(
+        m.gauge(
             "mgw_jitter_buffer_delay_max_microseconds",
-            "gauge",
             "Largest jitter-buffer delay among live TDM connections",
+            jb_max,
         );
-        m.sample("mgw_jitter_buffer_delay_max_microseconds", &[], jb_max);
-        m.family(
+        m.gauge(
             "mgw_plc_frames",
-            "gauge",
             "Frames produced by packet-loss concealment, TDM connections now live",
+            plc,
         );
-        m.sample("mgw_plc_frames", &[], plc);
         m.family(
             "mgw_rtp_dropped_packets",
             "gauge",

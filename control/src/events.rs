@@ -65,25 +65,18 @@ const PERSISTENT: &[(&str, &str)] = &[("L", "hd"), ("L", "hu"), ("L", "hf")];
 /// Events every endpoint can detect: media start and RTP timeout (the dataplane).
 const DETECTABLE: &[(&str, &str)] = &[("R", "ma"), ("R", "rto")];
 
-/// Events a TDM channel can detect besides: in-band and RFC 4733 DTMF digits (the
-/// media engine's detector), and completion of timed signals.
+/// The DTMF keys a TDM channel both detects (in-band and RFC 4733) and generates.
+const DTMF_KEYS: &[&str] = &[
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "a", "b", "c", "d",
+];
+
+fn is_dtmf_key(pkg: &str, ev: &str) -> bool {
+    pkg == "D" && DTMF_KEYS.contains(&ev)
+}
+
+/// Events a TDM channel can detect besides the [`DTMF_KEYS`]: digit patterns and the
+/// timer, and completion of timed signals.
 const DETECTABLE_TDM: &[(&str, &str)] = &[
-    ("D", "0"),
-    ("D", "1"),
-    ("D", "2"),
-    ("D", "3"),
-    ("D", "4"),
-    ("D", "5"),
-    ("D", "6"),
-    ("D", "7"),
-    ("D", "8"),
-    ("D", "9"),
-    ("D", "*"),
-    ("D", "#"),
-    ("D", "a"),
-    ("D", "b"),
-    ("D", "c"),
-    ("D", "d"),
     ("D", "x"),
     ("D", "t"),
     ("G", "oc"),
@@ -114,24 +107,8 @@ const LINE_TONES: &[(&str, &str)] = &[
     ("L", "cf"),
 ];
 
-/// Signals a TDM channel can generate toward the line.
+/// Signals a TDM channel can generate toward the line besides the [`DTMF_KEYS`].
 const GENERATED_TDM: &[(&str, &str)] = &[
-    ("D", "0"),
-    ("D", "1"),
-    ("D", "2"),
-    ("D", "3"),
-    ("D", "4"),
-    ("D", "5"),
-    ("D", "6"),
-    ("D", "7"),
-    ("D", "8"),
-    ("D", "9"),
-    ("D", "*"),
-    ("D", "#"),
-    ("D", "a"),
-    ("D", "b"),
-    ("D", "c"),
-    ("D", "d"),
     ("G", "rt"),
     ("G", "cg"),
     ("G", "cf"),
@@ -218,7 +195,9 @@ impl<'a> Catalog<'a> {
                 Err(Error::CantDetectEvent(format!("{pkg}/{}", name.event)))
             };
         }
-        if self.detectable().any(|(p, e)| *p == pkg && *e == ev) {
+        if self.detectable().any(|(p, e)| *p == pkg && *e == ev)
+            || (self.is_tdm() && is_dtmf_key(pkg, &ev))
+        {
             Ok(())
         } else {
             Err(Error::CantDetectEvent(format!("{pkg}/{}", name.event)))
@@ -254,7 +233,9 @@ impl<'a> Catalog<'a> {
         let ring = self.line.signalling && pkg == "L" && sig == "rg";
         if line_tone
             || ring
-            || (self.is_tdm() && GENERATED_TDM.iter().any(|(p, e)| *p == pkg && *e == sig))
+            || (self.is_tdm()
+                && (is_dtmf_key(pkg, &sig)
+                    || GENERATED_TDM.iter().any(|(p, e)| *p == pkg && *e == sig)))
         {
             Ok(())
         } else {

@@ -256,14 +256,9 @@ impl<M: MediaPlane> Server<M> {
         let mut m = Metrics::default();
         self.core.write_metrics(&mut m);
         let s = self.agent.stats();
-        m.family(
+        m.counter(
             "mgw_mgcp_retransmissions",
-            "counter",
             "Gateway-originated commands retransmitted",
-        );
-        m.sample(
-            "mgw_mgcp_retransmissions_total",
-            &[],
             s.retransmissions_sent,
         );
         m.family(
@@ -286,34 +281,26 @@ impl<M: MediaPlane> Server<M> {
             &[("state", "after_ack")],
             s.duplicates_after_ack,
         );
-        m.family(
+        m.counter(
             "mgw_mgcp_response_retransmissions",
-            "counter",
             "Final responses retransmitted while waiting for a 000 ack",
-        );
-        m.sample(
-            "mgw_mgcp_response_retransmissions_total",
-            &[],
             s.response_retransmissions,
         );
-        m.family(
+        m.counter(
             "mgw_mgcp_failovers",
-            "counter",
             "Switches to a backup call agent",
+            s.failovers,
         );
-        m.sample("mgw_mgcp_failovers_total", &[], s.failovers);
-        m.family(
+        m.counter(
             "mgw_mgcp_failures",
-            "counter",
             "Gateway-originated commands abandoned",
+            s.failures,
         );
-        m.sample("mgw_mgcp_failures_total", &[], s.failures);
-        m.family(
+        m.counter(
             "mgw_mgcp_rejected_sources",
-            "counter",
             "Datagrams from addresses that are not call agents",
+            s.rejected_sources,
         );
-        m.sample("mgw_mgcp_rejected_sources_total", &[], s.rejected_sources);
         m.family(
             "mgw_mgcp_parse_errors",
             "counter",
@@ -329,44 +316,24 @@ impl<M: MediaPlane> Server<M> {
             &[("action", "dropped")],
             s.parse_errors_dropped,
         );
-        m.family(
+        m.gauge(
             "mgw_mgcp_transactions_in_flight",
-            "gauge",
             "Gateway-originated transactions awaiting a response",
-        );
-        m.sample(
-            "mgw_mgcp_transactions_in_flight",
-            &[],
             self.agent.outstanding() as u64,
         );
-        m.family(
+        m.gauge(
             "mgw_mgcp_response_history",
-            "gauge",
             "Responses remembered for retransmitted commands",
-        );
-        m.sample(
-            "mgw_mgcp_response_history",
-            &[],
             self.agent.history_len() as u64,
         );
-        m.family(
+        m.counter(
             "mgw_dataplane_dropped_events",
-            "counter",
             "Dataplane events dropped because the channel was full",
-        );
-        m.sample(
-            "mgw_dataplane_dropped_events_total",
-            &[],
             self.core.media().dropped_events(),
         );
-        m.family(
+        m.gauge(
             "mgw_rtp_ports_in_use",
-            "gauge",
             "RTP/RTCP port pairs in use",
-        );
-        m.sample(
-            "mgw_rtp_ports_in_use",
-            &[],
             self.core.media().ports_in_use() as u64,
         );
         let workers = self.core.media().worker_stats();
@@ -487,8 +454,11 @@ impl<M: MediaPlane> Server<M> {
             );
         }
         self.cpu_samples = workers.iter().map(|w| (w.cpu_ns, w.wall_ns)).collect();
-        m.family("mgw_uptime_seconds", "gauge", "Seconds since start");
-        m.sample("mgw_uptime_seconds", &[], self.started.elapsed().as_secs());
+        m.gauge(
+            "mgw_uptime_seconds",
+            "Seconds since start",
+            self.started.elapsed().as_secs(),
+        );
         m.finish()
     }
 
